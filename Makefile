@@ -1,0 +1,48 @@
+# quakeshap: `make` runs the demo pipeline, `make test` runs the test suite.
+# Both set up .venv from requirements.txt first when it is missing or out of date.
+
+SHELL := /bin/bash
+VENV := .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+# stage commands in dvc.yaml call `python`: make them find the project's environment
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: all repro test lint study bench release clean-venv
+
+all: repro
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $(STAMP)
+
+## the whole pipeline on the bundled demo data (no network)
+repro: $(STAMP)
+	dvc repro
+
+## lint, format check and the whole test suite (slow end-to-end tests included)
+test: $(STAMP)
+	ruff check .
+	ruff format --check .
+	pytest
+
+lint: $(STAMP)
+	ruff check --fix .
+	ruff format .
+
+## the study's configuration as a named DVC experiment (downloads the real data)
+study: $(STAMP)
+	python -m quakeshap.profiles profiles/study.yaml > /tmp/quakeshap-study-args
+	dvc exp run -n study $$(cat /tmp/quakeshap-study-args)
+
+## benchmarks against the study's implementation; results in benchmarks/results/
+bench: $(STAMP)
+	python benchmarks/run_all.py
+
+## push the current outputs (model, SHAP maps, ...) to the default DVC remote
+release: $(STAMP)
+	dvc push
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,175 @@
+"""The study's CNN2D and self-describing checkpoints.
+
+Architecture (SPEC §3), for an input of shape ``(n, 3, 33, 96)``::
+
+    conv3x3(3→32, pad 1) → BN → maxpool 2 → ReLU      (32, 16, 48)
+    conv3x3(32→64, pad 1) → BN → maxpool 2 → ReLU     (64, 8, 24)
+    conv3x3(64→128, pad 1) → BN → ReLU                (128, 8, 24)
+    flatten (24576) → dropout → linear 24576→128 → ReLU → dropout → linear 128→2
+
+3,239,810 parameters. Every layer is its own module (no ReLU or pooling module is
+reused), so explainers that hook modules (shap's DeepExplainer, captum's DeepLift) see one
+module per use; the function computed is the study's.
+
+A checkpoint is a ``dict`` with ``state_dict``, ``model_config``, ``class_names`` and
+``normalization`` (per-channel mean and std of the train split's pixel values in [0, 1]),
+so that later stages rebuild the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEYS = ("state_dict", "model_config", "class_names", "normalization")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What it takes to rebuild :class:`CNN2D`."""
+
+    in_channels: int = 3
+    height: int = 33
+    width: int = 96
+    n_classes: int = 2
+    dropout: float = 0.1
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.height, self.width)
+
+
+class CNN2D(nn.Module):
+    """The study's spectrogram classifier; takes normalised images, returns logits."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else ModelConfig()
+        c = self.config
+        self.features = nn.Sequential(
+            nn.Conv2d(c.in_channels, 32, kernel_size=3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, kernel_size=3, padding=1),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+        )
+        flat = 128 * (c.height // 4) * (c.width // 4)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(c.dropout),
+            nn.Linear(flat, 128),
+            nn.ReLU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(128, c.n_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` for images ``(n, 3, H, W)`` with pixel values in [0, 1]."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def make_checkpoint(
+    model: CNN2D,
+    class_names: list[str],
+    mean: list[float],
+    std: list[float],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The self-describing checkpoint dict (weights on the CPU, plain Python metadata)."""
+    ckpt = {
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "model_config": asdict(model.config),
+        "class_names": list(class_names),
+        "normalization": {"mean": [float(m) for m in mean], "std": [float(s) for s in std]},
+    }
+    if extra:
+        ckpt.update(extra)
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint atomically."""
+    from quakeshap.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable or does not fit the data it is used on."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint (weights only: no code runs on load) and check its keys."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint; run `dvc repro train`") from None
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise CheckpointError(f"{path}: not a readable quakeshap checkpoint ({exc})") from exc
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}; it was not written by quakeshap")
+    return ckpt
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any],
+    input_shape: tuple[int, int, int] | None = None,
+    normalized_input: bool = False,
+) -> nn.Module:
+    """Rebuild the model in eval mode.
+
+    Parameters
+    ----------
+    ckpt
+        As returned by :func:`load_checkpoint`.
+    input_shape
+        ``(channels, height, width)`` of the images it will see; a mismatch with the
+        checkpoint's ``model_config`` is a :class:`CheckpointError`.
+    normalized_input
+        False (default): the returned module takes pixel values in [0, 1] and applies the
+        checkpoint's normalisation first. True: the bare :class:`CNN2D`.
+    """
+    config = ModelConfig(**ckpt["model_config"])
+    if input_shape is not None and tuple(input_shape) != config.input_shape:
+        raise CheckpointError(
+            f"the model was trained on images of shape {config.input_shape} but the "
+            f"spectrograms have shape {tuple(input_shape)}: retrain (`dvc repro train`) "
+            "after changing spectrogram parameters"
+        )
+    net = CNN2D(config)
+    net.load_state_dict(ckpt["state_dict"])
+    if normalized_input:
+        return net.eval()
+    norm = ckpt["normalization"]
+    return nn.Sequential(Normalize(norm["mean"], norm["std"]), net).eval()
