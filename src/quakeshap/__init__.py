@@ -7,7 +7,7 @@ script per DVC stage. Modules, one per concern:
 - :mod:`quakeshap.io`           atomic, deterministic writes (nothing half-written is ever cached).
 - :mod:`quakeshap.zenodo`       download and verify the Zenodo record.
 - :mod:`quakeshap.demo`         a physically motivated demo data set in the Zenodo layout.
-- :mod:`quakeshap.waveforms`    read and validate the raw layout (HDF5 + CSV + similar-traces pickle).
+- :mod:`quakeshap.waveforms`    read and validate the raw layout (HDF5, CSV, similar-traces pickle).
 - :mod:`quakeshap.spectrogram`  the study's RGB spectrograms, vectorised over chunks.
 - :mod:`quakeshap.model`        the study's CNN2D and self-describing checkpoints.
 - :mod:`quakeshap.training`     cross-validated training and test-split evaluation.

@@ -97,8 +97,10 @@ class SpectrogramSet:
 
     def labels(self) -> np.ndarray:
         """Class indices (0 = pre, 1 = post), ``(n,)`` int64."""
-        return self.metadata["label"].map({n: i for i, n in enumerate(CLASS_NAMES)}).to_numpy(
-            dtype=np.int64
+        return (
+            self.metadata["label"]
+            .map({n: i for i, n in enumerate(CLASS_NAMES)})
+            .to_numpy(dtype=np.int64)
         )
 
     def rows(self, trace_names: list[str] | pd.Series) -> np.ndarray:

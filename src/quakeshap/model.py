@@ -138,7 +138,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable quakeshap checkpoint ({exc})") from exc
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {missing}; it was not written by quakeshap")
+        raise CheckpointError(
+            f"{path}: checkpoint lacks {missing}; it was not written by quakeshap"
+        )
     return ckpt
 
 

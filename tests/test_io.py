@@ -1,0 +1,91 @@
+"""Atomic writes leave either the complete new output or the old one, never a partial file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quakeshap import io
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # no temp left
+    with io.atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_dir_failure_keeps_previous_and_cleans_up(tmp_path):
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "a").write_text("old")
+    with pytest.raises(ValueError), io.atomic_dir(target) as tmp:
+        (tmp / "a").write_text("partial")
+        raise ValueError("boom")
+    assert (target / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_atomic_dir_replaces_whole_folder(tmp_path):
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "stale").write_text("x")
+    with io.atomic_dir(target) as tmp:
+        (tmp / "fresh").write_text("y")
+    assert sorted(p.name for p in target.iterdir()) == ["fresh"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_write_json_is_stable_and_sorted(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    io.write_json(a, {"b": np.float32(0.5), "a": [np.int64(1), 2], "c": np.arange(2)})
+    io.write_json(b, {"c": [0, 1], "a": [1, 2], "b": 0.5})
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_text().endswith("\n")
+    assert list(json.loads(a.read_text())) == ["a", "b", "c"]
+
+
+def test_write_json_maps_nonfinite_to_null(tmp_path):
+    path = tmp_path / "m.json"
+    io.write_json(path, {"auc": float("nan")})
+    assert json.loads(path.read_text()) == {"auc": None}
+
+
+def test_save_npy_roundtrip_and_bytes(tmp_path, rng):
+    array = rng.random((4, 3, 5)).astype(np.float32)
+    io.save_npy(tmp_path / "x.npy", array)
+    io.save_npy(tmp_path / "y.npy", array.copy())
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), array)
+    assert (tmp_path / "x.npy").read_bytes() == (tmp_path / "y.npy").read_bytes()
+
+
+def test_write_csv_has_no_index(tmp_path):
+    path = tmp_path / "t.csv"
+    io.write_csv(path, pd.DataFrame({"x": [1, 2]}))
+    assert path.read_text() == "x\n1\n2\n"
+
+
+def test_save_figure_has_stable_bytes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name in ("a.png", "b.png"):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1], [1, 0])
+        io.save_figure(fig, tmp_path / name, dpi=50)
+        plt.close(fig)
+        paths.append(tmp_path / name)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert b"Software" not in paths[0].read_bytes()
