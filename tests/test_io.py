@@ -89,3 +89,18 @@ def test_save_figure_has_stable_bytes(tmp_path):
         paths.append(tmp_path / name)
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert b"Software" not in paths[0].read_bytes()
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "f.txt", "x")
+        with io.atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("y")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

@@ -1,0 +1,130 @@
+"""A tiny raw data set in the Zenodo layout, built in code for the waveform/spectrogram tests.
+
+Smaller and more controllable than :mod:`quakeshap.demo`: a few traces per class, each a
+noise record with a decaying P and S wavelet, every defect opt-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from quakeshap.dataset import ATTRIBUTE_COLUMNS
+from quakeshap.waveforms import attributes_path, hdf5_path, similar_traces_path
+
+FS_HZ = 100.0
+N_TOTAL = 2500
+
+
+@dataclass
+class RawSet:
+    """What :func:`write_raw` wrote: the attribute tables and waveforms per class."""
+
+    root: Path
+    station: str
+    attributes: dict[str, pd.DataFrame]
+    waveforms: dict[str, dict[str, np.ndarray]]
+    similar: pd.DataFrame
+
+
+def synthetic_waveform(rng: np.random.Generator, p_s_diff_sec: float) -> np.ndarray:
+    """``(3, N_TOTAL)`` float64: noise plus P at 5 s and S at 5 + ``p_s_diff_sec``."""
+    t = np.arange(N_TOTAL) / FS_HZ
+    noise = rng.normal(0.0, 1.0, (3, N_TOTAL))
+    trace = noise.copy()
+    for onset, amp, freq in ((5.0, 20.0, 18.0), (5.0 + p_s_diff_sec, 60.0, 9.0)):
+        after = t >= onset
+        wavelet = amp * np.exp(-(t - onset) / 1.5) * np.sin(2 * np.pi * freq * (t - onset))
+        trace[:, after] += wavelet[after] * rng.uniform(0.5, 1.5, (3, 1))
+    return trace
+
+
+def attribute_table(
+    rng: np.random.Generator, station: str, label: str, n: int, first_id: int
+) -> pd.DataFrame:
+    """``n`` rows of the study's 17 columns with plausible values."""
+    if label == "pre":
+        start = pd.Timestamp("2016-08-24 03:00:00", tz="UTC")
+        span_days = 60
+    else:
+        start = pd.Timestamp("2016-10-31 01:00:00", tz="UTC")
+        span_days = 50
+    offsets = np.sort(rng.uniform(0, span_days * 86400, n))
+    starts = [start + pd.Timedelta(seconds=float(s)) for s in np.round(offsets, 2)]
+    p_travel = np.round(rng.uniform(1.5, 3.5, n), 2)
+    p_s = np.round(p_travel * 0.75, 2)
+    origins = [s + pd.Timedelta(seconds=5.0 - p) for s, p in zip(starts, p_travel, strict=True)]
+    ids = np.arange(first_id, first_id + n)
+    return pd.DataFrame(
+        {
+            "trace_name": [f"{station}.IV.{i}_EV" for i in ids],
+            "trace_start_time": [s.strftime("%Y-%m-%d %H:%M:%S.%f+00:00") for s in starts],
+            "network_code": "IV",
+            "receiver_name": station,
+            "receiver_type": "HH",
+            "receiver_elevation_m": 927.0,
+            "receiver_latitude": 42.83355,
+            "receiver_longitude": 13.11427,
+            "source_id": ids,
+            "source_depth_km": np.round(rng.uniform(2, 10, n), 2),
+            "source_latitude": np.round(rng.uniform(42.7, 42.95, n), 4),
+            "source_longitude": np.round(rng.uniform(13.0, 13.3, n), 4),
+            "source_magnitude": np.round(rng.uniform(0.6, 3.3, n), 1),
+            "source_origin_time": [o.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] for o in origins],
+            "p_travel_sec": p_travel,
+            "s_travel_sec": np.round(p_travel + p_s, 2),
+            "p_s_diff_sec": p_s,
+        },
+        columns=list(ATTRIBUTE_COLUMNS),
+    )
+
+
+def write_raw(
+    root: Path,
+    rng: np.random.Generator,
+    n_pre: int = 6,
+    n_post: int = 4,
+    station: str = "NRCA",
+    groups: dict[str, int] | None = None,
+) -> RawSet:
+    """Write ``root/dset/...`` for one station; every trace is valid.
+
+    ``groups`` maps trace names to ``associato_ev`` for the similar-traces pickle; by
+    default the first two pre and the first post trace form group 0.
+    """
+    first_id = {"NRCA": 100000000}.get(station, 200000000)
+    attributes, waves = {}, {}
+    for label, n, offset in (("pre", n_pre, 0), ("post", n_post, 500_000)):
+        table = attribute_table(rng, station, label, n, first_id + offset)
+        path = attributes_path(root, station, label)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+        waves[label] = {
+            name: synthetic_waveform(rng, ps)
+            for name, ps in zip(table["trace_name"], table["p_s_diff_sec"], strict=True)
+        }
+        write_hdf5(hdf5_path(root, station, label), waves[label])
+        attributes[label] = table
+    if groups is None:
+        names = [*attributes["pre"]["trace_name"][:2], attributes["post"]["trace_name"].iloc[0]]
+        groups = dict.fromkeys(names, 0)
+    similar = pd.DataFrame(
+        {
+            "trace_name": pd.Series(list(groups), dtype=object),
+            "associato_ev": np.array(list(groups.values()), dtype=np.int64),
+        }
+    )
+    similar.to_pickle(similar_traces_path(root, station))
+    return RawSet(root, station, attributes, waves, similar)
+
+
+def write_hdf5(path: Path, traces: dict[str, np.ndarray]) -> None:
+    """One root dataset per trace, like the record's files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as fh:
+        for name, data in traces.items():
+            fh.create_dataset(name, data=data)

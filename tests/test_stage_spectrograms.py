@@ -1,0 +1,381 @@
+"""The ``spectrograms`` stage end to end: outputs, determinism, every bad input of issue 2."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from quakeshap.config import load_params
+from quakeshap.dataset import ATTRIBUTE_COLUMNS, REQUIRED_COLUMNS, load_spectrogram_set
+from quakeshap.spectrogram import compute_spectrograms, quantize
+from quakeshap.waveforms import attributes_path, hdf5_path, similar_traces_path
+
+from .raw_fixtures import RawSet, write_hdf5, write_raw
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STAGE = REPO_ROOT / "stages" / "spectrograms.py"
+
+
+@pytest.fixture(scope="module")
+def stage() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("stage_spectrograms", STAGE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclasses.dataclass
+class Project:
+    """A working folder with params.yaml, data/raw, and the stage's output paths."""
+
+    root: Path
+    raw: RawSet
+
+    @property
+    def out(self) -> Path:
+        return self.root / "data" / "spectrograms"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "reports" / "data" / "rejected.csv"
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    def set_params(self, **spectrogram) -> None:
+        params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+        for key, value in spectrogram.items():
+            section, _, name = key.rpartition("__")
+            target = params[section or "spectrogram"]
+            target[name] = value
+        self.params.write_text(yaml.safe_dump(params))
+
+    def argv(self) -> list[str]:
+        return [
+            "--params",
+            str(self.params),
+            "--raw",
+            str(self.raw.root),
+            "--out",
+            str(self.out),
+            "--rejected",
+            str(self.rejected),
+        ]
+
+    def leftovers(self) -> list[str]:
+        """Anything the stage left in its output folders (temporary siblings included)."""
+        found = []
+        for folder in (self.root / "data", self.root / "reports"):
+            if folder.exists():
+                found += [p.name for p in folder.rglob("*") if "raw" not in p.parts]
+        return found
+
+
+@pytest.fixture
+def project(tmp_path: Path, rng: np.random.Generator) -> Project:
+    raw = write_raw(tmp_path / "data" / "raw", rng, n_pre=9, n_post=7)
+    proj = Project(tmp_path, raw)
+    proj.set_params(max_rejected_fraction=0.3)
+    return proj
+
+
+def run_ok(stage: ModuleType, project: Project) -> None:
+    assert stage.main(project.argv()) == 0
+
+
+def test_outputs_describe_the_valid_traces(stage, project: Project) -> None:
+    names = list(project.raw.waveforms["pre"])
+    pre = dict(project.raw.waveforms["pre"])
+    pre[names[1]] = pre[names[1]][:2]
+    write_hdf5(hdf5_path(project.raw.root, "NRCA", "pre"), pre)
+    run_ok(stage, project)
+
+    dataset = load_spectrogram_set(project.out)
+    assert len(dataset) == 15
+    assert dataset.images.dtype == np.uint8 and dataset.images.shape == (15, 3, 33, 96)
+    meta = dataset.metadata
+    assert list(meta.columns[:17]) == list(ATTRIBUTE_COLUMNS)
+    assert set(REQUIRED_COLUMNS) <= set(meta.columns)
+    expected = [n for n in names if n != names[1]] + list(project.raw.waveforms["post"])
+    assert meta["trace_name"].tolist() == expected
+    assert meta["label"].tolist() == ["pre"] * 8 + ["post"] * 7
+    assert meta["filename"].tolist() == [f"{n}.png" for n in expected]
+    assert (meta["trace_p_arrival_s"] == 5.0).all() and (
+        meta["trace_p_arrival_sample"] == 500
+    ).all()
+    np.testing.assert_allclose(meta["trace_s_arrival_s"], 5.0 + meta["p_s_diff_sec"])
+    # attribute values come through unchanged
+    source = project.raw.attributes["pre"].set_index("trace_name")
+    row = meta.set_index("trace_name").loc[names[0]]
+    assert row["trace_start_time"] == source.loc[names[0], "trace_start_time"]
+    assert row["source_magnitude"] == source.loc[names[0], "source_magnitude"]
+
+    rejected = pd.read_csv(project.rejected)
+    assert rejected.to_dict("records") == [
+        {
+            "trace_name": names[1],
+            "file": "dset/data/catalogs/NRCA/NRCA_pre.hdf5",
+            "reason": "fewer than 3 channels: shape (2, 2500)",
+        }
+    ]
+
+    # every image is the study's spectrogram of its raw trace
+    waves = {**project.raw.waveforms["pre"], **project.raw.waveforms["post"]}
+    stack = np.stack([waves[n] for n in expected])
+    reference = quantize(
+        compute_spectrograms(stack, load_params(project.params).spectrogram).images, "uint8"
+    )
+    np.testing.assert_array_equal(dataset.images, reference)
+    np.testing.assert_allclose(dataset.frequency_hz, np.linspace(0, 50, 33))
+    assert dataset.time_s[0] == pytest.approx(0.32) and dataset.time_s[-1] == pytest.approx(12.67)
+    assert dataset.axes["quantization"] == "uint8"
+    assert {p.name for p in project.out.iterdir()} == {"images.npy", "metadata.csv", "axes.json"}
+
+
+def test_associato_and_singletons(stage, project: Project) -> None:
+    pre = list(project.raw.waveforms["pre"])
+    post = list(project.raw.waveforms["post"])
+    groups = {pre[0]: 0, pre[1]: 0, post[0]: 0, pre[2]: 5, post[1]: 5, pre[3]: 9, "GONE": 9}
+    pd.DataFrame({"trace_name": list(groups), "associato_ev": list(groups.values())}).to_pickle(
+        similar_traces_path(project.raw.root, "NRCA")
+    )
+    # post[1] is rejected: group 5 is left with pre[2] alone and is reset
+    with h5py.File(hdf5_path(project.raw.root, "NRCA", "post"), "a") as fh:
+        del fh[post[1]]
+    run_ok(stage, project)
+    meta = load_spectrogram_set(project.out).metadata.set_index("trace_name")["associato"]
+    assert meta[[pre[0], pre[1], post[0]]].tolist() == [1, 1, 1]
+    assert meta[pre[2]] == 0 and meta[pre[3]] == 0
+    assert (meta.drop([pre[0], pre[1], post[0]]) == 0).all()
+
+
+def test_week_and_split(stage, project: Project) -> None:
+    run_ok(stage, project)
+    meta = load_spectrogram_set(project.out).metadata
+    weeks = pd.to_datetime(meta["trace_start_time"], utc=True).dt.isocalendar().week
+    assert meta["week"].tolist() == weeks.astype(int).tolist()
+    assert set(meta["split"]) == {"train", "test"}
+    assert (meta["split"] == "test").sum() == 4  # ceil(0.2 * 16)
+
+
+def test_run_twice_is_byte_identical(stage, project: Project) -> None:
+    def snapshot() -> dict[str, bytes]:
+        files = [*project.out.rglob("*"), project.rejected]
+        return {str(p.relative_to(project.root)): p.read_bytes() for p in files if p.is_file()}
+
+    with h5py.File(hdf5_path(project.raw.root, "NRCA", "post"), "a") as fh:
+        del fh[next(iter(project.raw.waveforms["post"]))]
+    run_ok(stage, project)
+    first = snapshot()
+    run_ok(stage, project)
+    assert snapshot() == first
+    project.set_params(max_rejected_fraction=0.3, chunk_size=1)
+    run_ok(stage, project)
+    assert snapshot() == first  # the chunk size changes nothing but memory
+
+
+def test_float32_preprocessing_and_png_export(stage, project: Project) -> None:
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["spectrogram"].update(quantization="float32", export_png=True, chunk_size=5)
+    params["spectrogram"]["preprocess"].update(demean=True, lowpass_hz=10.0)
+    project.params.write_text(yaml.safe_dump(params))
+    run_ok(stage, project)
+    dataset = load_spectrogram_set(project.out)
+    assert dataset.images.dtype == np.float32
+    assert dataset.axes["preprocess"]["lowpass_hz"] == 10.0
+    pngs = sorted(p.name for p in (project.out / "png").iterdir())
+    assert pngs == sorted(dataset.metadata["filename"])
+    # low-passed at 10 Hz: little power left above 20 Hz compared with the unfiltered run
+    high = dataset.frequency_hz > 20
+    filtered = dataset.images[:, :, high].mean()
+    project.set_params(quantization="float32")
+    run_ok(stage, project)
+    assert filtered < load_spectrogram_set(project.out).images[:, :, high].mean()
+    assert not (project.out / "png").exists()
+
+
+def test_demo_dataset_rejects_exactly_its_planted_defects(stage, tmp_path: Path) -> None:
+    from quakeshap.config import DemoConfig
+    from quakeshap.demo import demo_defects, write_demo_dataset
+
+    cfg = DemoConfig(n_pre=40, n_post=40, n_colocated_groups=2)
+    write_demo_dataset(cfg, tmp_path / "data" / "raw")
+    proj = Project(tmp_path, RawSet(tmp_path / "data" / "raw", "NRCA", {}, {}, pd.DataFrame()))
+    proj.set_params(max_rejected_fraction=0.1)
+    run_ok(stage, proj)
+    rejected = pd.read_csv(proj.rejected)
+    assert set(rejected["trace_name"]) == set(demo_defects(cfg).all)
+    meta = load_spectrogram_set(proj.out).metadata
+    assert len(meta) + len(rejected) == 80
+    assert meta["associato"].gt(0).any()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def expect_failure(stage, project: Project, caplog, *patterns: str) -> None:
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert stage.main(project.argv()) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    for pattern in patterns:
+        assert pattern in errors[0], errors[0]
+    assert project.leftovers() == []
+
+
+def test_missing_hdf5(stage, project: Project, caplog) -> None:
+    path = hdf5_path(project.raw.root, "NRCA", "post")
+    path.unlink()
+    expect_failure(stage, project, caplog, str(path), "missing", "dvc repro download")
+
+
+def test_corrupt_hdf5(stage, project: Project, caplog) -> None:
+    path = hdf5_path(project.raw.root, "NRCA", "pre")
+    path.write_bytes(os.urandom(5000))
+    expect_failure(stage, project, caplog, str(path), "not a readable HDF5 file")
+
+
+def test_missing_csv(stage, project: Project, caplog) -> None:
+    path = attributes_path(project.raw.root, "NRCA", "pre")
+    path.unlink()
+    expect_failure(stage, project, caplog, str(path), "attribute table missing")
+
+
+def test_corrupt_csv(stage, project: Project, caplog) -> None:
+    path = attributes_path(project.raw.root, "NRCA", "post")
+    path.write_bytes(b"\x00\x01\x02\xff" * 50)
+    expect_failure(stage, project, caplog, str(path))
+
+
+def test_csv_missing_a_column(stage, project: Project, caplog) -> None:
+    path = attributes_path(project.raw.root, "NRCA", "post")
+    project.raw.attributes["post"].drop(columns="trace_start_time").to_csv(path, index=False)
+    expect_failure(stage, project, caplog, str(path), "['trace_start_time']")
+
+
+def test_duplicate_trace_names(stage, project: Project, caplog) -> None:
+    path = attributes_path(project.raw.root, "NRCA", "post")
+    table = project.raw.attributes["post"]
+    pd.concat([table, table.iloc[[0]]]).to_csv(path, index=False)
+    expect_failure(stage, project, caplog, "duplicate trace name", table["trace_name"][0])
+
+
+def test_unknown_station(stage, project: Project, caplog) -> None:
+    project.set_params(stations=["NRCA", "XYZ"])
+    expect_failure(stage, project, caplog, "['XYZ']", "spectrogram.stations", "['NRCA']")
+
+
+@pytest.mark.parametrize("defect", ["nan", "inf", "channels", "samples", "absent"])
+def test_too_many_rejected(stage, project: Project, caplog, defect: str) -> None:
+    pre = dict(project.raw.waveforms["pre"])
+    names = list(pre)[:3]
+    for name in names:
+        if defect in ("nan", "inf"):
+            pre[name] = pre[name].copy()
+            pre[name][0, 5] = np.nan if defect == "nan" else np.inf
+        elif defect == "channels":
+            pre[name] = pre[name][:1]
+        elif defect == "samples":
+            pre[name] = pre[name][:, :1000]
+        else:
+            del pre[name]
+    write_hdf5(hdf5_path(project.raw.root, "NRCA", "pre"), pre)
+    project.set_params(max_rejected_fraction=0.1)  # 3 of 16 = 18.8 %
+    expect_failure(stage, project, caplog, "3 of 16 traces", "max_rejected_fraction", names[0])
+    project.set_params(max_rejected_fraction=0.2)
+    run_ok(stage, project)
+    assert len(pd.read_csv(project.rejected)) == 3
+
+
+def test_every_trace_rejected(stage, project: Project, caplog) -> None:
+    for label in ("pre", "post"):
+        write_hdf5(hdf5_path(project.raw.root, "NRCA", label), {})
+    project.set_params(max_rejected_fraction=1.0)
+    expect_failure(stage, project, caplog, "16 of 16 traces", "absent from HDF5")
+
+
+def test_constant_trace_is_rejected_not_nan(stage, project: Project) -> None:
+    post = dict(project.raw.waveforms["post"])
+    name = next(iter(post))
+    post[name] = np.full((3, 2500), 12.0)
+    write_hdf5(hdf5_path(project.raw.root, "NRCA", "post"), post)
+    run_ok(stage, project)
+    rejected = pd.read_csv(project.rejected)
+    assert rejected["trace_name"].tolist() == [name]
+    assert rejected["reason"][0].startswith("constant spectrogram")
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle(stage, project: Project, caplog) -> None:
+    marker = project.root / "pwned"
+    path = similar_traces_path(project.raw.root, "NRCA")
+    path.write_bytes(pickle.dumps(_Exploit(marker)))
+    expect_failure(stage, project, caplog, str(path), "refused to load", "posix.system")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"chunk_sise": 10}, "spectrogram.chunk_sise (did you mean 'chunk_size'?)"),
+        ({"chunk_size": "many"}, "spectrogram.chunk_size"),
+        ({"quantization": "uint16"}, "spectrogram.quantization"),
+        ({"split__by": "random"}, "split.by"),
+        ({"noverlap": 64}, "spectrogram.noverlap"),
+    ],
+)
+def test_bad_parameters_fail_before_any_work(stage, project: Project, caplog, change, message):
+    # an earlier good run: a bad parameter must not even touch its outputs
+    run_ok(stage, project)
+    before = (project.out / "images.npy").read_bytes()
+    project.set_params(max_rejected_fraction=0.3, **change)
+    caplog.clear()
+    assert stage.main(project.argv()) == 1
+    assert message in caplog.text
+    assert (project.out / "images.npy").read_bytes() == before
+
+
+def test_lowpass_above_nyquist_is_a_parameter_error(stage, project: Project, caplog) -> None:
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["spectrogram"]["preprocess"]["lowpass_hz"] = 60.0
+    project.params.write_text(yaml.safe_dump(params))
+    expect_failure(stage, project, caplog, "spectrogram.preprocess.lowpass_hz", "Nyquist")
+
+
+@pytest.mark.slow
+def test_command_line_prints_one_line_and_exits_1(project: Project) -> None:
+    project.set_params(stations=["NOPE"])
+    result = subprocess.run(
+        [sys.executable, str(STAGE), *project.argv()],
+        capture_output=True,
+        text=True,
+        cwd=project.root,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "['NOPE']" in errors[0]

@@ -1,0 +1,527 @@
+"""quakeshap.waveforms: the raw layout, trace validation, the pickle, associato, the split."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+
+from quakeshap.config import PreprocessConfig, SplitConfig
+from quakeshap.dataset import ATTRIBUTE_COLUMNS
+from quakeshap.waveforms import (
+    WaveformError,
+    assign_split,
+    associato_ids,
+    attributes_path,
+    hdf5_path,
+    iter_waveforms,
+    list_stations,
+    load_similar_traces,
+    preprocess_waveforms,
+    read_catalog,
+    reset_singleton_groups,
+    row_rejections,
+    similar_traces_path,
+)
+
+from .raw_fixtures import RawSet, synthetic_waveform, write_hdf5, write_raw
+
+
+@pytest.fixture
+def raw(tmp_path: Path, rng: np.random.Generator) -> RawSet:
+    return write_raw(tmp_path / "raw", rng)
+
+
+def read_all(raw: RawSet, chunk_size: int = 4, n_samples: int = 1300):
+    catalog = read_catalog(raw.root, [raw.station])
+    chunks = list(iter_waveforms(catalog, raw.root, n_samples, chunk_size))
+    rows = np.concatenate([c.rows for c in chunks])
+    data = np.concatenate([c.data for c in chunks])
+    rejected = {k: v for c in chunks for k, v in c.rejected.items()}
+    return catalog, chunks, rows, data, rejected
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+def test_catalog_lists_pre_then_post_in_file_order(raw: RawSet) -> None:
+    catalog = read_catalog(raw.root, ["NRCA"])
+    expected = [*raw.attributes["pre"]["trace_name"], *raw.attributes["post"]["trace_name"]]
+    assert catalog["trace_name"].tolist() == expected
+    assert catalog["label"].tolist() == ["pre"] * 6 + ["post"] * 4
+    assert list(catalog.columns[:17]) == list(ATTRIBUTE_COLUMNS)
+    assert catalog["hdf5_file"].iloc[0] == "dset/data/catalogs/NRCA/NRCA_pre.hdf5"
+    assert catalog["hdf5_file"].iloc[-1] == "dset/data/catalogs/NRCA/NRCA_post.hdf5"
+    times = pd.to_datetime(catalog["trace_start_time"], utc=True, format="ISO8601")
+    assert catalog["week"].tolist() == times.dt.isocalendar().week.astype(int).tolist()
+    assert catalog["trace_start_time"].iloc[0] == raw.attributes["pre"]["trace_start_time"][0]
+
+
+def test_iso_week_of_the_studys_timestamp_format(tmp_path: Path, rng) -> None:
+    raw = write_raw(tmp_path, rng, n_pre=1, n_post=1)
+    path = attributes_path(tmp_path, "NRCA", "post")
+    table = pd.read_csv(path, dtype=str)
+    table.loc[0, "trace_start_time"] = "2016-10-31 00:15:23.830000+00:00"
+    table.to_csv(path, index=False)
+    catalog = read_catalog(raw.root, ["NRCA"])
+    assert catalog["week"].tolist()[-1] == 44
+
+
+def test_several_stations_one_after_the_other(raw: RawSet, rng) -> None:
+    other = write_raw(raw.root, rng, n_pre=2, n_post=3, station="T1212", groups={})
+    catalog = read_catalog(raw.root, ["T1212", "NRCA"])
+    assert catalog["station_code"].tolist() == ["T1212"] * 5 + ["NRCA"] * 10
+    assert catalog["trace_name"].tolist()[:5] == [
+        *other.attributes["pre"]["trace_name"],
+        *other.attributes["post"]["trace_name"],
+    ]
+    assert catalog["hdf5_file"][0] == "dset/data/catalogs/T1212/T1212_pre.hdf5"
+    assert list_stations(raw.root) == ["NRCA", "T1212"]
+
+
+def test_unknown_station_lists_the_present_ones(raw: RawSet) -> None:
+    with pytest.raises(WaveformError, match=r"unknown station\(s\) \['NRCB'\].*\['NRCA'\]"):
+        read_catalog(raw.root, ["NRCB"])
+
+
+def test_missing_catalogue_folder(tmp_path: Path) -> None:
+    with pytest.raises(WaveformError, match="dvc repro download"):
+        list_stations(tmp_path)
+
+
+def test_missing_attribute_table(raw: RawSet) -> None:
+    path = attributes_path(raw.root, "NRCA", "post")
+    path.unlink()
+    with pytest.raises(WaveformError, match=f"{path}: attribute table missing"):
+        read_catalog(raw.root, ["NRCA"])
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage\x00\xff" * 20, b'a,b\n"x,1\n'])
+def test_unreadable_attribute_table(raw: RawSet, content: bytes) -> None:
+    path = attributes_path(raw.root, "NRCA", "pre")
+    path.write_bytes(content)
+    with pytest.raises(WaveformError, match=f"{path}: (not a readable CSV|missing column)"):
+        read_catalog(raw.root, ["NRCA"])
+
+
+def test_missing_columns_are_named(raw: RawSet) -> None:
+    path = attributes_path(raw.root, "NRCA", "pre")
+    raw.attributes["pre"].drop(columns=["p_s_diff_sec", "source_id"]).to_csv(path, index=False)
+    with pytest.raises(WaveformError, match=r"missing column\(s\) \['source_id', 'p_s_diff_sec'\]"):
+        read_catalog(raw.root, ["NRCA"])
+
+
+def test_extra_columns_are_ignored(raw: RawSet) -> None:
+    path = attributes_path(raw.root, "NRCA", "pre")
+    raw.attributes["pre"].assign(extra=1).to_csv(path, index=False)
+    assert "extra" not in read_catalog(raw.root, ["NRCA"]).columns
+
+
+def test_empty_attribute_table(raw: RawSet) -> None:
+    path = attributes_path(raw.root, "NRCA", "post")
+    raw.attributes["post"].iloc[:0].to_csv(path, index=False)
+    with pytest.raises(WaveformError, match="lists no trace"):
+        read_catalog(raw.root, ["NRCA"])
+
+
+def test_non_numeric_p_s_time(raw: RawSet) -> None:
+    path = attributes_path(raw.root, "NRCA", "pre")
+    raw.attributes["pre"].assign(p_s_diff_sec="fast").to_csv(path, index=False)
+    with pytest.raises(WaveformError, match="p_s_diff_sec is not numeric"):
+        read_catalog(raw.root, ["NRCA"])
+
+
+@pytest.mark.parametrize("across_files", [False, True])
+def test_duplicate_trace_names(raw: RawSet, across_files: bool) -> None:
+    pre = raw.attributes["pre"]
+    if across_files:
+        post = raw.attributes["post"].copy()
+        post.loc[0, "trace_name"] = pre["trace_name"][2]
+        post.to_csv(attributes_path(raw.root, "NRCA", "post"), index=False)
+    else:
+        pd.concat([pre, pre.iloc[[2]]]).to_csv(
+            attributes_path(raw.root, "NRCA", "pre"), index=False
+        )
+    with pytest.raises(WaveformError, match=rf"duplicate trace name.*{pre['trace_name'][2]}"):
+        read_catalog(raw.root, ["NRCA"])
+
+
+def test_row_rejections(raw: RawSet) -> None:
+    path = attributes_path(raw.root, "NRCA", "pre")
+    table = raw.attributes["pre"].copy()
+    table["trace_start_time"] = table["trace_start_time"].astype(object)
+    table.loc[1, "trace_start_time"] = "yesterday"
+    table.loc[3, "p_s_diff_sec"] = np.nan
+    table.to_csv(path, index=False)
+    catalog = read_catalog(raw.root, ["NRCA"])
+    reasons = row_rejections(catalog)
+    assert reasons[1] == "bad trace_start_time: 'yesterday' is not a timestamp"
+    assert reasons[3].startswith("missing p_s_diff_sec")
+    assert reasons.drop([1, 3]).isna().all()
+    assert catalog["week"][1] == -1
+
+
+# ---------------------------------------------------------------- waveforms
+
+
+def test_reads_every_valid_trace(raw: RawSet) -> None:
+    catalog, _, rows, data, rejected = read_all(raw)
+    assert rejected == {}
+    assert rows.tolist() == list(range(10))
+    assert data.shape == (10, 3, 1300) and data.dtype == np.float64
+    first = raw.waveforms["pre"][catalog["trace_name"][0]]
+    np.testing.assert_array_equal(data[0], first[:, :1300])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 10, 512])
+def test_chunking_changes_nothing(raw: RawSet, chunk_size: int) -> None:
+    _, _, rows_ref, data_ref, _ = read_all(raw, chunk_size=512)
+    _, chunks, rows, data, _ = read_all(raw, chunk_size=chunk_size)
+    assert all(len(c.rows) + len(c.rejected) <= chunk_size for c in chunks)
+    np.testing.assert_array_equal(rows, rows_ref)
+    np.testing.assert_array_equal(data, data_ref)
+
+
+def test_bad_traces_are_rejected_with_reasons(raw: RawSet, rng) -> None:
+    pre = dict(raw.waveforms["pre"])
+    names = list(pre)
+    pre[names[0]] = pre[names[0]][:2]  # two channels
+    pre[names[1]] = pre[names[1]][:, :1299]  # one sample short
+    pre[names[2]] = pre[names[2]].copy()
+    pre[names[2]][1, 2000] = np.nan  # NaN outside the 13 s window still disqualifies
+    pre[names[3]] = pre[names[3]].copy()
+    pre[names[3]][0, 10:12] = [np.inf, -np.inf]
+    pre[names[4]] = np.concatenate([pre[names[4]], pre[names[4]][:1]])  # four channels
+    del pre[names[5]]  # listed, absent
+    write_hdf5(hdf5_path(raw.root, "NRCA", "pre"), pre)
+    _, _, rows, data, rejected = read_all(raw)
+    assert rejected == {
+        0: "fewer than 3 channels: shape (2, 2500)",
+        1: "too few samples: 1299 < 1300 (spectrogram.n_samples)",
+        2: "non-finite samples: 1 NaN, 0 inf",
+        3: "non-finite samples: 0 NaN, 2 inf",
+        4: "more than 3 channels: shape (4, 2500), expected E, N, Z",
+        5: "absent from HDF5: listed in the attribute table but not in NRCA_pre.hdf5",
+    }
+    assert rows.tolist() == [6, 7, 8, 9]
+    assert data.shape == (4, 3, 1300)
+
+
+def test_one_dimensional_and_group_nodes_are_rejected(raw: RawSet) -> None:
+    names = list(raw.waveforms["post"])
+    with h5py.File(hdf5_path(raw.root, "NRCA", "post"), "a") as fh:
+        del fh[names[0]], fh[names[1]]
+        fh.create_dataset(names[0], data=np.zeros(2500))
+        fh.create_group(names[1])
+    _, _, _, _, rejected = read_all(raw)
+    assert rejected[6].startswith("bad shape: (2500,)")
+    assert rejected[7].startswith("not a dataset")
+
+
+def test_transform_sees_whole_traces_before_the_cut(raw: RawSet) -> None:
+    catalog = read_catalog(raw.root, ["NRCA"])
+    seen = []
+
+    def reverse(trace: np.ndarray) -> np.ndarray:
+        seen.append(trace.shape)
+        return trace[:, ::-1]
+
+    chunks = list(iter_waveforms(catalog, raw.root, 1300, 3, transform=reverse))
+    assert seen == [(3, 2500)] * 10
+    last = raw.waveforms["post"][catalog["trace_name"].iloc[-1]]
+    np.testing.assert_array_equal(chunks[-1].data[-1], last[:, ::-1][:, :1300])
+
+
+def test_skip_reports_given_reasons_without_reading(raw: RawSet) -> None:
+    catalog = read_catalog(raw.root, ["NRCA"])
+    skip = pd.Series([None] * len(catalog), dtype=object)
+    skip[4] = "bad trace_start_time: 'x' is not a timestamp"
+    chunks = list(iter_waveforms(catalog, raw.root, 1300, 100, skip=skip))
+    assert chunks[0].rejected == {4: skip[4]}
+    assert 4 not in chunks[0].rows
+
+
+def test_missing_hdf5(raw: RawSet) -> None:
+    path = hdf5_path(raw.root, "NRCA", "post")
+    path.unlink()
+    catalog = read_catalog(raw.root, ["NRCA"])
+    with pytest.raises(WaveformError, match=f"{path}: HDF5 waveform file missing"):
+        next(iter_waveforms(catalog, raw.root, 1300, 4))
+
+
+def test_corrupt_hdf5(raw: RawSet) -> None:
+    path = hdf5_path(raw.root, "NRCA", "pre")
+    path.write_bytes(b"this is not HDF5" * 100)
+    catalog = read_catalog(raw.root, ["NRCA"])
+    with pytest.raises(WaveformError, match=f"{path}: not a readable HDF5 file"):
+        next(iter_waveforms(catalog, raw.root, 1300, 4))
+
+
+def test_truncated_hdf5(raw: RawSet) -> None:
+    path = hdf5_path(raw.root, "NRCA", "pre")
+    path.write_bytes(path.read_bytes()[:4000])
+    catalog = read_catalog(raw.root, ["NRCA"])
+    with pytest.raises(WaveformError, match="not a readable HDF5 file"):
+        list(iter_waveforms(catalog, raw.root, 1300, 4))
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def test_preprocessing_off_leaves_data_untouched(rng) -> None:
+    data = rng.normal(size=(2, 3, 2500))
+    out = preprocess_waveforms(data, 100.0, PreprocessConfig())
+    assert out is data
+
+
+def test_preprocessing_matches_obspy(rng) -> None:
+    from obspy import Trace
+
+    data = np.stack([synthetic_waveform(rng, 1.5) + 40.0 for _ in range(2)])
+    cfg = PreprocessConfig(
+        demean=True, detrend=True, taper_fraction=0.05, highpass_hz=1.0, lowpass_hz=10.0
+    )
+    out = preprocess_waveforms(data, 100.0, cfg)
+    trace = Trace(data=data[1, 2].copy(), header={"sampling_rate": 100.0})
+    trace.detrend("demean").detrend("linear").taper(0.05, type="hann")
+    trace.filter("bandpass", freqmin=1.0, freqmax=10.0, corners=4, zerophase=True)
+    np.testing.assert_array_equal(out[1, 2], trace.data)
+    assert out.shape == data.shape and out.dtype == np.float64
+
+
+def test_lowpass_removes_high_frequencies(rng) -> None:
+    data = rng.normal(size=(1, 3, 2500))
+    out = preprocess_waveforms(data, 100.0, PreprocessConfig(lowpass_hz=10.0))
+    f = np.fft.rfftfreq(2500, 0.01)
+    before = np.abs(np.fft.rfft(data, axis=-1)) ** 2
+    after = np.abs(np.fft.rfft(out, axis=-1)) ** 2
+    high = f > 20
+    assert after[..., high].sum() < 1e-4 * before[..., high].sum()
+    low = f < 5
+    assert after[..., low].sum() > 0.8 * before[..., low].sum()
+
+
+def test_demean_only(rng) -> None:
+    data = rng.normal(size=(2, 3, 500)) + 5.0
+    out = preprocess_waveforms(data, 100.0, PreprocessConfig(demean=True))
+    np.testing.assert_allclose(out.mean(axis=-1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(out, data - data.mean(axis=-1, keepdims=True), atol=1e-12)
+
+
+# ---------------------------------------------------------------- the similar-traces pickle
+
+
+def _write_similar(path: Path, frame: pd.DataFrame, protocol: int) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(frame, fh, protocol=protocol)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("text_dtype", [object, "str"])
+def test_similar_traces_round_trip(tmp_path: Path, protocol: int, text_dtype) -> None:
+    frame = pd.DataFrame(
+        {
+            "trace_name": pd.array(["A_EV", "B_EV", "C_EV"], dtype=text_dtype),
+            "associato_ev": np.array([3, 3, 0], dtype=np.int32),
+            "distance_km": [0.2, 0.5, np.nan],
+        },
+        index=[10, 11, 12],
+    )
+    path = tmp_path / "similar.csv"
+    _write_similar(path, frame, protocol)
+    table = load_similar_traces(path)
+    assert table["trace_name"].tolist() == ["A_EV", "B_EV", "C_EV"]
+    assert table["associato_ev"].tolist() == [3, 3, 0]
+    assert table["associato_ev"].dtype == np.int64
+
+
+def test_similar_traces_with_other_kinds_of_columns(tmp_path: Path) -> None:
+    """The record's table has columns we do not know: times, categories, nullable ints."""
+    frame = pd.DataFrame(
+        {
+            "trace_name": ["A", "B"],
+            "associato_ev": [2, 2],
+            "origin": pd.to_datetime(["2016-10-30 06:40:17", "2016-10-31 00:00:00"], utc=True),
+            "naive": pd.to_datetime(["2016-10-30 06:40:17", "2016-10-31 00:00:00"]),
+            "lag": pd.to_timedelta([1.5, 2.0], unit="s"),
+            "stamp": pd.Series(
+                [pd.Timestamp("2016-10-30"), pd.Timestamp("2016-11-01")], dtype=object
+            ),
+            "kind": pd.Categorical(["x", "y"]),
+            "count": pd.array([1, None], dtype="Int64"),
+            "ok": [True, False],
+            "score": np.float32([0.5, 0.25]),
+        }
+    )
+    path = tmp_path / "similar.csv"
+    for protocol in (2, 4, 5):
+        _write_similar(path, frame, protocol)
+        assert load_similar_traces(path)["associato_ev"].tolist() == [2, 2]
+
+
+def test_similar_traces_written_by_pandas(tmp_path: Path) -> None:
+    path = tmp_path / "dataframe_NRCA_SelectedSimilarTraces.csv"
+    pd.DataFrame({"trace_name": ["A"], "associato_ev": [1]}).to_pickle(path)
+    assert load_similar_traces(path)["associato_ev"].tolist() == [1]
+
+
+class _RunsCommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Evaluates:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("payload", [_RunsCommand, _Evaluates])
+def test_malicious_pickle_is_refused_and_never_run(tmp_path: Path, payload) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "similar.csv"
+    # the payload hides inside an otherwise genuine frame
+    frame = pd.DataFrame({"trace_name": ["A"], "associato_ev": [payload(marker)]})
+    path.write_bytes(pickle.dumps(frame, protocol=4))
+    with pytest.raises(WaveformError, match=f"{path}: refused to load .*(system|eval)"):
+        load_similar_traces(path)
+    assert not marker.exists()
+
+
+def test_pickle_of_something_else(tmp_path: Path) -> None:
+    path = tmp_path / "similar.csv"
+    path.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(WaveformError, match="holds a list, expected a DataFrame"):
+        load_similar_traces(path)
+    path.write_text("trace_name,associato_ev\nA,1\n")
+    with pytest.raises(WaveformError, match="not a readable pandas pickle"):
+        load_similar_traces(path)
+
+
+def test_similar_traces_needs_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "similar.csv"
+    pd.DataFrame({"trace_name": ["A"], "group": [1]}).to_pickle(path)
+    with pytest.raises(WaveformError, match=r"lacks column\(s\) \['associato_ev'\]"):
+        load_similar_traces(path)
+
+
+@pytest.mark.parametrize("ids", [[1.5, 2.0], [-1, 2], [np.nan, 1]])
+def test_similar_traces_ids_must_be_integers(tmp_path: Path, ids) -> None:
+    path = tmp_path / "similar.csv"
+    pd.DataFrame({"trace_name": ["A", "B"], "associato_ev": ids}).to_pickle(path)
+    with pytest.raises(WaveformError, match="non-negative integers"):
+        load_similar_traces(path)
+
+
+def test_similar_traces_conflicting_groups(tmp_path: Path) -> None:
+    path = tmp_path / "similar.csv"
+    pd.DataFrame({"trace_name": ["A", "A", "B", "B"], "associato_ev": [1, 2, 3, 3]}).to_pickle(path)
+    with pytest.raises(WaveformError, match=r"two groups, e.g. \['A'\]"):
+        load_similar_traces(path)
+
+
+def test_missing_similar_file_is_not_an_error(raw: RawSet, caplog) -> None:
+    from quakeshap.waveforms import read_similar_traces
+
+    similar_traces_path(raw.root, "NRCA").unlink()
+    assert read_similar_traces(raw.root, ["NRCA"]) is None
+    assert "no co-located groups" in caplog.text
+
+
+# ---------------------------------------------------------------- associato
+
+
+def test_associato_is_group_plus_one_else_zero() -> None:
+    similar = pd.DataFrame({"trace_name": ["a", "b", "c"], "associato_ev": [0, 0, 4]})
+    names = pd.Series(["x", "a", "c", "b", "y"])
+    assert associato_ids(names, similar).tolist() == [0, 1, 5, 1, 0]
+    assert associato_ids(names, None).tolist() == [0] * 5
+
+
+def test_singleton_groups_are_reset() -> None:
+    ids = np.array([0, 1, 5, 1, 0, 7, 7, 7, 9])
+    assert reset_singleton_groups(ids).tolist() == [0, 1, 0, 1, 0, 7, 7, 7, 0]
+    assert reset_singleton_groups(np.array([], dtype=np.int64)).tolist() == []
+
+
+# ---------------------------------------------------------------- split
+
+
+def _catalog(rng: np.random.Generator, n: int, n_events: int | None = None) -> pd.DataFrame:
+    start = pd.Timestamp("2016-08-24", tz="UTC")
+    times = [start + pd.Timedelta(seconds=float(s)) for s in rng.uniform(0, 1e7, n)]
+    return pd.DataFrame(
+        {
+            "trace_name": [f"T{i}" for i in range(n)],
+            "source_id": rng.integers(0, n_events or n, n).astype(str),
+            "trace_start_time": [t.strftime("%Y-%m-%d %H:%M:%S.%f+00:00") for t in times],
+        }
+    )
+
+
+@pytest.mark.parametrize(("n", "seed", "fraction"), [(5830, 42, 0.2), (101, 7, 0.3)])
+def test_trace_split_is_the_studys_train_test_split(rng, n, seed, fraction) -> None:
+    catalog = _catalog(rng, n)
+    split = assign_split(catalog, SplitConfig(by="trace", test_fraction=fraction, seed=seed))
+    train, test = train_test_split(catalog, test_size=fraction, random_state=seed)
+    assert set(np.flatnonzero(split == "test")) == set(test.index)
+    assert set(np.flatnonzero(split == "train")) == set(train.index)
+
+
+def test_study_counts_after_dropping_its_four_malformed_traces(rng) -> None:
+    split = assign_split(_catalog(rng, 5830), SplitConfig())
+    assert (split == "test").sum() == 1166 and (split == "train").sum() == 4664
+    # 1166/4664 minus the study's 4 dropped traces gives its 1165/4661 when one was in test
+
+
+def test_event_split_keeps_events_whole(rng) -> None:
+    catalog = _catalog(rng, 300, n_events=60)
+    split = assign_split(catalog, SplitConfig(by="event", test_fraction=0.25, seed=3))
+    sides = pd.Series(split).groupby(catalog["source_id"]).nunique()
+    assert (sides == 1).all()
+    n_test_events = catalog["source_id"][split == "test"].nunique()
+    assert n_test_events == np.ceil(0.25 * catalog["source_id"].nunique())
+
+
+def test_time_split_is_chronological(rng) -> None:
+    catalog = _catalog(rng, 200)
+    split = assign_split(catalog, SplitConfig(by="time", test_fraction=0.2, seed=0))
+    times = pd.to_datetime(catalog["trace_start_time"], utc=True, format="ISO8601")
+    assert (split == "test").sum() == 40
+    assert times[split == "test"].min() > times[split == "train"].max()
+
+
+@pytest.mark.parametrize("by", ["trace", "event", "time"])
+def test_split_is_deterministic_and_seeded(rng, by) -> None:
+    catalog = _catalog(rng, 120)
+    a = assign_split(catalog, SplitConfig(by=by, seed=1))
+    np.testing.assert_array_equal(a, assign_split(catalog, SplitConfig(by=by, seed=1)))
+    if by != "time":
+        assert not np.array_equal(a, assign_split(catalog, SplitConfig(by=by, seed=2)))
+
+
+# ---------------------------------------------------------------- rejection limit
+
+
+def test_rejection_limit_is_inclusive() -> None:
+    from quakeshap.waveforms import TooManyRejectedError, check_rejections
+
+    rejections = pd.DataFrame(
+        {"trace_name": ["a", "b"], "file": ["f", "f"], "reason": ["x: 1", "y: 2"]}
+    )
+    check_rejections(rejections, 10, 0.2, "raw")  # exactly at the limit: fine
+    with pytest.raises(TooManyRejectedError, match=r"2 of 9 traces under raw .*1 x, 1 y"):
+        check_rejections(rejections, 9, 0.2, "raw")
+    with pytest.raises(TooManyRejectedError, match="2 of 2"):
+        check_rejections(rejections, 2, 1.0, "raw")  # nothing left is never fine
