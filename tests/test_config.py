@@ -127,3 +127,18 @@ def test_error_carries_file_name(tmp_path, raw_params):
 def test_resolve_workers():
     assert config.resolve_workers("auto", cpu_count=6) == 6
     assert config.resolve_workers(3) == 3
+
+
+def test_union_prefers_the_exact_type(raw_params):
+    """`shap.workers: 2` is the integer 2, not the text "2"."""
+    good = copy.deepcopy(raw_params)
+    good["shap"]["workers"] = 2
+    assert config.parse_params(good).shap.workers == 2
+    good["shap"]["workers"] = "auto"
+    assert config.parse_params(good).shap.workers == "auto"
+
+
+def test_unquoted_record_id_is_text(raw_params):
+    good = copy.deepcopy(raw_params)
+    good["data"]["zenodo"]["record_id"] = 15683047
+    assert config.parse_params(good).data.zenodo.record_id == "15683047"

@@ -1,0 +1,358 @@
+"""``reports/index.html``: the one page a researcher opens first.
+
+A single self-contained HTML file: CSS inline, every figure embedded as a base64 ``data:``
+URI, no script and no network request, so it opens from the file system, from a DVC
+remote or as a CI artefact alike. Every piece of text that comes from data or parameters
+is escaped with :func:`html.escape`.
+
+The page holds, in order: key numbers, the run's parameters (the whole ``params.yaml``),
+the data summary (traces per class, split and ISO week) with the rejected traces, training
+metrics, test metrics, the SHAP metrics (additivity and the band / time-window tables) and
+every figure with a one-line caption saying what to look for.
+
+Metrics files are rendered generically, so a new key shows up without a change here:
+scalars (and lists of scalars) go into a key–value table with dotted names; a mapping of
+mappings of scalars (such as ``band_fraction: {pre: {0_10hz: …}, post: {…}}``) becomes a
+matrix with one column per outer key.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from quakeshap.dataset import CLASS_NAMES
+
+#: rejected traces listed one by one up to this many; beyond it, only counts per reason
+MAX_REJECTED_ROWS = 200
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       color: #1d2330; background: #fafbfc; line-height: 1.45; }
+main { max-width: 1100px; margin: 0 auto; padding: 1.5rem 2rem 4rem; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
+h2 { font-size: 1.25rem; border-bottom: 1px solid #d6dae1; padding-bottom: 0.2rem;
+     margin-top: 2.2rem; }
+h3 { font-size: 1.05rem; margin-bottom: 0.3rem; }
+nav a { margin-right: 0.9rem; }
+table { border-collapse: collapse; margin: 0.4rem 0 1rem; font-size: 0.9rem; }
+th, td { border: 1px solid #d6dae1; padding: 0.2rem 0.6rem; text-align: left;
+         vertical-align: top; }
+th { background: #eef1f5; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.key-numbers td { font-size: 1rem; }
+.note { color: #5a6272; font-size: 0.9rem; }
+figure { margin: 1.2rem 0 2rem; background: #fff; border: 1px solid #e3e6eb;
+         padding: 0.8rem; }
+figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+figcaption { margin-top: 0.5rem; font-size: 0.92rem; }
+code { font-size: 0.88rem; }
+summary { cursor: pointer; color: #5a6272; }
+.params { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
+.params table { font-size: 0.82rem; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """A figure as the report embeds it."""
+
+    filename: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def format_value(value: Any) -> str:
+    """A parameter or metric value as short text (floats to 6 significant digits)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _is_matrix(value: Any) -> bool:
+    """A non-empty mapping of non-empty mappings of scalars (e.g. per class, per band)."""
+    return (
+        isinstance(value, Mapping)
+        and len(value) > 0
+        and all(
+            isinstance(v, Mapping) and len(v) > 0 and all(_is_scalar(x) for x in v.values())
+            for v in value.values()
+        )
+    )
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested mappings as ``(dotted.key, value)`` pairs, in the mapping's order."""
+    out: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(flatten(value, f"{name}."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def html_table(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], css_class: str | None = None
+) -> str:
+    """An escaped HTML table; numbers are right-aligned."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for cell in row:
+            numeric = isinstance(cell, int | float) and not isinstance(cell, bool)
+            text = html.escape(format_value(cell))
+            cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cls = f' class="{html.escape(css_class)}"' if css_class else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def metrics_html(metrics: Mapping[str, Any], source: str) -> str:
+    """A metrics file as a key–value table plus one matrix table per matrix-like key."""
+    if not metrics:
+        return f'<p class="note">{html.escape(source)} holds no metrics.</p>'
+    matrices = {k: v for k, v in metrics.items() if _is_matrix(v)}
+    scalars: dict[str, Any] = {}
+    extra_columns: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for k in matrices}
+    for key, value in metrics.items():
+        if key in matrices:
+            continue
+        # a flat mapping over a matrix's row keys (band_share beside band_fraction) joins it
+        host = next(
+            (
+                m
+                for m, matrix in matrices.items()
+                if isinstance(value, Mapping)
+                and value
+                and all(_is_scalar(v) for v in value.values())
+                and set(value) == {r for inner in matrix.values() for r in inner}
+            ),
+            None,
+        )
+        if host is not None:
+            extra_columns[host][key] = value
+        else:
+            scalars[key] = value
+    parts: list[str] = []
+    for key, value in matrices.items():
+        columns = list(value)
+        if set(columns) <= set(CLASS_NAMES):  # classes in their fixed order: pre, post
+            columns = [c for c in CLASS_NAMES if c in value]
+        row_keys = list(dict.fromkeys(k for inner in value.values() for k in inner))
+        extra = extra_columns[key]
+        rows = [
+            [r, *(value[c].get(r) for c in columns), *(col[r] for col in extra.values())]
+            for r in row_keys
+        ]
+        header = [key, *columns, *extra]
+        parts.append(f"<h3>{html.escape(str(key))}</h3>" + html_table(header, rows))
+    table = html_table(["metric", "value"], flatten(scalars)) if scalars else ""
+    note = f'<p class="note">From <code>{html.escape(source)}</code>.</p>'
+    return note + table + "".join(parts)
+
+
+def params_html(params: Mapping[str, Any]) -> str:
+    """``params.yaml`` as one table per top-level section, laid out side by side."""
+    tables = []
+    loose = {k: v for k, v in params.items() if not isinstance(v, Mapping)}
+    sections = [(k, v) for k, v in params.items() if isinstance(v, Mapping)]
+    if loose:
+        sections.insert(0, ("", loose))
+    for name, section in sections:
+        title = f"<h3>{html.escape(str(name))}</h3>" if name else ""
+        body = html_table(["parameter", "value"], flatten(section, f"{name}." if name else ""))
+        tables.append(f'<div class="params-section">{title}{body}</div>')
+    return f'<div class="params">{"".join(tables)}</div>'
+
+
+def data_summary(metadata: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Traces per class × split (with totals) and per ISO week × class.
+
+    Returns two tables: ``split`` rows (train, test, all) × class columns (+ ``all``), and
+    one row per week with a column per class.
+    """
+    labels = pd.Categorical(metadata["label"], categories=list(CLASS_NAMES))
+    by_split = pd.crosstab(
+        metadata["split"], labels, margins=True, margins_name="all", dropna=False
+    )
+    order = [s for s in ("train", "test") if s in by_split.index]
+    order += [s for s in by_split.index if s not in (*order, "all")] + ["all"]
+    by_split = by_split.loc[order]
+    by_week = pd.crosstab(metadata["week"], labels, dropna=False).sort_index()
+    return by_split, by_week
+
+
+def _frame_table(frame: pd.DataFrame, index_name: str) -> str:
+    rows = [
+        [idx, *(int(v) for v in row)]
+        for idx, row in zip(frame.index, frame.to_numpy(), strict=True)
+    ]
+    return html_table([index_name, *map(str, frame.columns)], rows)
+
+
+def _figure_id(filename: str) -> str:
+    return "fig-" + "".join(ch if ch.isalnum() else "-" for ch in filename.removesuffix(".png"))
+
+
+def _key_numbers(
+    metadata: pd.DataFrame,
+    rejected: pd.DataFrame,
+    evaluate_metrics: Mapping[str, Any],
+    explain_metrics: Mapping[str, Any],
+) -> list[tuple[str, Any]]:
+    counts = metadata["label"].value_counts()
+    rows: list[tuple[str, Any]] = [
+        ("traces used", len(metadata)),
+        *((f"{name} traces", int(counts.get(name, 0))) for name in CLASS_NAMES),
+        ("traces rejected", len(rejected)),
+    ]
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "n_misclassified"):
+        if _is_scalar(evaluate_metrics.get(key)) and key in evaluate_metrics:
+            rows.append((f"test {key}", evaluate_metrics[key]))
+    for key in ("n_maps", "additivity_error_max"):
+        if _is_scalar(explain_metrics.get(key)) and key in explain_metrics:
+            rows.append((f"SHAP {key}", explain_metrics[key]))
+    return rows
+
+
+def render_report(
+    *,
+    params: Mapping[str, Any],
+    metadata: pd.DataFrame,
+    rejected: pd.DataFrame,
+    train_metrics: Mapping[str, Any],
+    evaluate_metrics: Mapping[str, Any],
+    explain_metrics: Mapping[str, Any],
+    figures: Sequence[ReportFigure],
+    title: str = "quakeshap: what the CNN learned from foreshocks and aftershocks",
+) -> str:
+    """The whole page as a string (deterministic: same inputs, same bytes).
+
+    Parameters
+    ----------
+    params
+        ``params.yaml`` as read (the run's parameters, shown in full).
+    metadata
+        ``data/spectrograms/metadata.csv``.
+    rejected
+        ``reports/data/rejected.csv`` (trace_name, file, reason).
+    train_metrics, evaluate_metrics, explain_metrics
+        ``reports/metrics/{train,evaluate,explain}.json``.
+    figures
+        In display order; each is embedded as a PNG ``data:`` URI.
+    """
+    esc = html.escape
+    by_split, by_week = data_summary(metadata)
+    sections: list[str] = []
+
+    sections.append(
+        '<section id="summary"><h2>Key numbers</h2>'
+        + html_table(
+            ["", "value"],
+            _key_numbers(metadata, rejected, evaluate_metrics, explain_metrics),
+            css_class="key-numbers",
+        )
+        + "</section>"
+    )
+    sections.append(
+        '<section id="parameters"><h2>Parameters</h2><details open>'
+        "<summary>The whole <code>params.yaml</code> of this run, one table per section"
+        "</summary>" + params_html(params) + "</details></section>"
+    )
+    reasons = rejected["reason"].astype(str).value_counts().sort_index()
+    rejected_rows = rejected[["trace_name", "file", "reason"]].head(MAX_REJECTED_ROWS)
+    more = len(rejected) - len(rejected_rows)
+    sections.append(
+        '<section id="data"><h2>Data</h2>'
+        "<h3>Traces per split and class</h3>"
+        + _frame_table(by_split, "split")
+        + "<h3>Traces per ISO week</h3>"
+        + _frame_table(by_week.T, "class / week")
+        + f"<h3>Rejected traces ({len(rejected)})</h3>"
+        + (
+            html_table(["reason", "traces"], [[r, int(n)] for r, n in reasons.items()])
+            + html_table(["trace_name", "file", "reason"], rejected_rows.itertuples(index=False))
+            + (
+                f'<p class="note">… and {more} more in <code>reports/data/rejected.csv</code>.</p>'
+                if more > 0
+                else ""
+            )
+            if len(rejected)
+            else '<p class="note">None.</p>'
+        )
+        + "</section>"
+    )
+    sections.append(
+        '<section id="training"><h2>Training</h2>'
+        + metrics_html(train_metrics, "reports/metrics/train.json")
+        + "</section>"
+    )
+    sections.append(
+        '<section id="test"><h2>Test metrics</h2>'
+        + metrics_html(evaluate_metrics, "reports/metrics/evaluate.json")
+        + "</section>"
+    )
+    sections.append(
+        '<section id="shap"><h2>SHAP explanations</h2>'
+        '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
+        "(before P, P to S, after S), per class, and the additivity check "
+        "|Σ SHAP − (f(x) − E[f(x)])| in logits.</p>"
+        + metrics_html(explain_metrics, "reports/metrics/explain.json")
+        + "</section>"
+    )
+    figure_html = []
+    for fig in figures:
+        data = base64.b64encode(fig.png).decode("ascii")
+        figure_html.append(
+            f'<figure id="{_figure_id(fig.filename)}">'
+            f'<img src="data:image/png;base64,{data}" alt="{esc(fig.title)}">'
+            f"<figcaption><strong>{esc(fig.title)}</strong> "
+            f"(<code>reports/figures/{esc(fig.filename)}</code>): {esc(fig.caption)}"
+            "</figcaption></figure>"
+        )
+    sections.append('<section id="figures"><h2>Figures</h2>' + "".join(figure_html) + "</section>")
+
+    toc = "".join(
+        f'<a href="#{anchor}">{esc(label)}</a>'
+        for anchor, label in (
+            ("summary", "Key numbers"),
+            ("parameters", "Parameters"),
+            ("data", "Data"),
+            ("training", "Training"),
+            ("test", "Test metrics"),
+            ("shap", "SHAP"),
+            ("figures", "Figures"),
+        )
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head>"
+        f"<body><main><h1>{esc(title)}</h1><nav>{toc}</nav>"
+        + "".join(sections)
+        + "</main></body></html>\n"
+    )

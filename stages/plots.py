@@ -1,0 +1,83 @@
+"""Stage ``plots``: the study's figures (``reports/figures/``) and ``reports/index.html``.
+
+Reads the outputs of every earlier stage (see ``dvc.yaml``), draws each figure of SPEC §6
+with :mod:`quakeshap.plots` and embeds them in the one-page report of
+:mod:`quakeshap.report`. Both outputs are written atomically: on any error the previous
+ones stay as they were.
+
+    python stages/plots.py [--params params.yaml] [--root .]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import matplotlib
+
+from quakeshap import io, plots, report
+from quakeshap.config import ConfigError, load_params, load_yaml
+
+log = logging.getLogger("quakeshap.stages.plots")
+
+FIGURES_DIR = Path("reports/figures")
+REPORT_FILE = Path("reports/index.html")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--root", type=Path, default=Path("."), help="project folder")
+    return parser.parse_args(argv)
+
+
+def run(params_path: Path, root: Path) -> None:
+    params = load_params(params_path)
+    cfg = params.plots
+    plots.resolve_cmap(cfg.cmap)  # a bad colour map fails before any reading
+    inputs = plots.load_inputs(plots.InputPaths().under(root), cfg.example_trace)
+    sampling_rate_hz = params.spectrogram.sampling_rate_hz
+    window_s = params.spectrogram.n_samples / sampling_rate_hz
+
+    embedded: list[report.ReportFigure] = []
+    with matplotlib.rc_context(plots.style(cfg)), io.atomic_dir(root / FIGURES_DIR) as tmp:
+        for spec in plots.iter_figures(inputs, cfg, sampling_rate_hz, window_s):
+            io.save_figure(spec.figure, tmp / spec.filename, cfg.dpi)
+            png = (tmp / spec.filename).read_bytes()
+            embedded.append(report.ReportFigure(spec.filename, spec.title, spec.caption, png))
+            log.info("drew %s", spec.filename)
+        page = report.render_report(
+            params=load_yaml(params_path),
+            metadata=inputs.spectrograms.metadata,
+            rejected=inputs.rejected,
+            train_metrics=inputs.train_metrics,
+            evaluate_metrics=inputs.evaluate_metrics,
+            explain_metrics=inputs.explain_metrics,
+            figures=embedded,
+        )
+    io.write_text(root / REPORT_FILE, page)
+    log.info(
+        "wrote %d figures to %s and %s (%.1f MB)",
+        len(embedded),
+        FIGURES_DIR,
+        REPORT_FILE,
+        len(page) / 1e6,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    matplotlib.use("Agg")
+    try:
+        run(args.params, args.root)
+    except (ConfigError, plots.PlotInputError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
