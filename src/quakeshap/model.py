@@ -92,6 +92,31 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class DeviceError(RuntimeError):
+    """The requested compute device is not available on this machine."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn a ``device`` parameter (``auto`` | ``cuda`` | ``cpu``) into a :class:`torch.device`.
+
+    ``auto`` picks CUDA when a GPU is visible, else the CPU; ``cuda`` without a visible GPU
+    is a :class:`DeviceError` rather than a silent fall-back to a much slower run.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                "device 'cuda' was requested but torch sees no CUDA GPU "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
+                "set the device parameter to 'auto' or 'cpu', or install a CUDA build of torch"
+            )
+        return torch.device("cuda")
+    if device == "cpu":
+        return torch.device("cpu")
+    raise DeviceError(f"unknown device {device!r}: expected 'auto', 'cuda' or 'cpu'")
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -119,8 +144,10 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     """Write a checkpoint atomically."""
     from quakeshap.io import atomic_path
 
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    # through a file object: given a path, torch names the archive's inner folder after the
+    # (random) temporary file name, and the bytes would differ from one save to the next
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(ckpt, fh)
 
 
 class CheckpointError(ValueError):
