@@ -31,17 +31,20 @@ lint: $(STAMP)
 	ruff check --fix .
 	ruff format .
 
-## the study's configuration as a named DVC experiment (downloads the real data)
+## the study's configuration as a named DVC experiment (downloads the real data);
+## extra flags for `dvc exp run` in STUDY_FLAGS, e.g. make study STUDY_FLAGS=--queue
 study: $(STAMP)
-	python -m quakeshap.profiles profiles/study.yaml > /tmp/quakeshap-study-args
-	dvc exp run -n study $$(cat /tmp/quakeshap-study-args)
+	args="$$(python -m quakeshap.profiles profiles/study.yaml)" && \
+	eval "dvc exp run -n study $(STUDY_FLAGS) $$args"
 
 ## benchmarks against the study's implementation; results in benchmarks/results/
 bench: $(STAMP)
-	python benchmarks/run_all.py
+	python -m benchmarks.run_all
 
-## push the current outputs (model, SHAP maps, ...) to the default DVC remote
+## push the current outputs (model, SHAP maps, ...) to the default DVC remote; refuses
+## outputs that differ from dvc.lock (tagging: README, "Working with DVC" → Releases)
 release: $(STAMP)
+	@dvc status --quiet || { echo "error: outputs differ from dvc.lock: run dvc repro and commit dvc.lock before a release" >&2; exit 1; }
 	dvc push
 
 clean-venv:

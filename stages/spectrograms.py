@@ -12,24 +12,24 @@ half-written: the output folder is built in a temporary sibling and renamed when
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
-from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 import pandas as pd
 
 from quakeshap import io, waveforms
-from quakeshap.config import ConfigError, Params, SpectrogramConfig, load_params, to_dict
+from quakeshap.config import ConfigError, Params, load_params, resolve_workers, to_dict
 from quakeshap.dataset import AXES_FILE, CLASS_NAMES, IMAGES_FILE, METADATA_FILE
 from quakeshap.spectrogram import (
+    QUANTIZED_DTYPES,
     SpectrogramError,
-    compute_spectrograms,
-    quantize,
     save_png,
     spectrogram_axes,
+    stream_images,
 )
 
 log = logging.getLogger("quakeshap.stages.spectrograms")
@@ -53,38 +53,37 @@ def build(params: Params, raw: Path, out: Path, rejected_csv: Path) -> pd.DataFr
     similar = waveforms.read_similar_traces(raw, cfg.stations)
     catalog["split"] = waveforms.assign_split(catalog, params.split)
     catalog["associato"] = waveforms.associato_ids(catalog["trace_name"], similar)
-    log.info("%d traces listed for %s", len(catalog), ", ".join(cfg.stations))
+    workers = resolve_workers(cfg.workers)
+    log.info(
+        "%d traces listed for %s; %d worker thread(s)",
+        len(catalog),
+        ", ".join(cfg.stations),
+        workers,
+    )
     frequency_hz, time_s = spectrogram_axes(cfg)
-    shape = (len(catalog), 3, len(frequency_hz), len(time_s))
+    image_shape = (3, len(frequency_hz), len(time_s))
 
     with io.atomic_dir(out) as tmp:
-        # stream chunks into a scratch array on disk: memory is bounded by the chunk size
-        scratch_path = tmp / ".images.scratch.npy"
-        scratch = np.lib.format.open_memmap(
-            scratch_path, mode="w+", dtype=np.dtype(cfg.quantization), shape=shape
-        )
+        png_dir = tmp / "png" if cfg.export_png else None
+        if png_dir is not None:
+            png_dir.mkdir()
         kept: list[np.ndarray] = []
         rejected: dict[int, str] = {}
-        chunks = waveforms.iter_waveforms(
-            catalog,
-            raw,
-            cfg.n_samples,
-            cfg.chunk_size,
-            skip=waveforms.row_rejections(catalog),
-            transform=_preprocessing(cfg),
-        )
-        for chunk in chunks:
-            rejected.update(chunk.rejected)
-            if len(chunk.rows) == 0:
-                continue
-            spectra = compute_spectrograms(chunk.data, cfg)
-            for pos in chunk.rows[spectra.flat]:
-                rejected[int(pos)] = "constant spectrogram: no signal on any channel"
-            good = ~spectra.flat
-            images = spectra.images[good] if spectra.flat.any() else spectra.images
-            start = sum(len(k) for k in kept)
-            scratch[start : start + len(images)] = quantize(images, cfg.quantization)
-            kept.append(chunk.rows[good])
+        names = catalog["trace_name"].to_numpy()
+        # images stream to disk chunk by chunk: memory is bounded by the chunk size
+        with _NpyRows(
+            tmp / IMAGES_FILE, image_shape, QUANTIZED_DTYPES[cfg.quantization], len(catalog)
+        ) as images_npy:
+            chunks = stream_images(
+                catalog, raw, cfg, skip=waveforms.row_rejections(catalog), workers=workers
+            )
+            for chunk in chunks:
+                rejected.update(chunk.rejected)
+                images_npy.append(chunk.images)
+                kept.append(chunk.rows)
+                if png_dir is not None:
+                    for row, image in zip(chunk.rows, chunk.images, strict=True):
+                        save_png(image, png_dir / f"{names[row]}.png")
         rows = np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
 
         rejections = waveforms.rejection_table(catalog, rejected)
@@ -93,15 +92,9 @@ def build(params: Params, raw: Path, out: Path, rejected_csv: Path) -> pd.DataFr
         waveforms.check_rejections(rejections, len(catalog), cfg.max_rejected_fraction, raw)
 
         metadata = waveforms.metadata_table(catalog.iloc[rows], cfg.sampling_rate_hz)
-        io.save_npy(tmp / IMAGES_FILE, scratch[: len(rows)])
-        if cfg.export_png:
-            (tmp / "png").mkdir()
-            for i, name in enumerate(metadata["filename"]):
-                save_png(scratch[i], tmp / "png" / name)
-        scratch.flush()
-        del scratch
-        scratch_path.unlink()
-        io.write_csv(tmp / METADATA_FILE, metadata)
+        # straight into the temporary folder, in pieces: io.write_csv's bytes, without
+        # the whole text in memory
+        metadata.to_csv(tmp / METADATA_FILE, index=False, lineterminator="\n")
         io.write_json(
             tmp / AXES_FILE,
             {
@@ -125,13 +118,59 @@ def build(params: Params, raw: Path, out: Path, rejected_csv: Path) -> pd.DataFr
     return metadata
 
 
-def _preprocessing(cfg: SpectrogramConfig) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The optional ObsPy preprocessing of one whole trace; None when all steps are off."""
-    if not cfg.preprocess.active:
-        return None
-    return functools.partial(
-        waveforms.preprocess_waveforms, sampling_rate_hz=cfg.sampling_rate_hz, cfg=cfg.preprocess
-    )
+class _NpyRows:
+    """Append rows to a ``.npy`` file whose final length is known only at the end.
+
+    The file gets the header of ``max_rows`` rows first, then the rows as they come, then
+    the header of the rows written: the same bytes as ``numpy.save`` of the whole array
+    (numpy pads the header so that the first dimension can grow in place), without
+    holding the array in memory or copying the file.
+    """
+
+    def __init__(
+        self, path: Path, row_shape: tuple[int, ...], dtype: type[np.generic], max_rows: int
+    ) -> None:
+        self.path, self.row_shape, self.dtype = path, row_shape, np.dtype(dtype)
+        self.n_rows = 0
+        self._file = open(path, "wb")
+        self._header_size = self._file.write(self._header(max_rows))
+
+    def _header(self, n_rows: int) -> bytes:
+        header = BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (n_rows, *self.row_shape),
+            },
+        )
+        return header.getvalue()
+
+    def append(self, rows: np.ndarray) -> None:
+        if rows.shape[1:] != self.row_shape or rows.dtype != self.dtype:
+            raise ValueError(f"rows {rows.shape} {rows.dtype} do not fit {self.path}")
+        self._file.write(np.ascontiguousarray(rows).data)
+        self.n_rows += len(rows)
+
+    def __enter__(self) -> _NpyRows:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                header = self._header(self.n_rows)
+                if len(header) != self._header_size:  # not with numpy's growth padding
+                    raise RuntimeError(f"{self.path}: the .npy header changed size")
+                self._file.seek(0)
+                self._file.write(header)
+        finally:
+            self._file.close()
 
 
 def _log_summary(metadata: pd.DataFrame, rejections: pd.DataFrame) -> None:

@@ -11,6 +11,7 @@ from matplotlib import pyplot as plt
 from PIL import Image
 from scipy import signal
 
+from quakeshap import spectrogram
 from quakeshap.config import SpectrogramConfig
 from quakeshap.spectrogram import (
     SpectrogramError,
@@ -18,6 +19,7 @@ from quakeshap.spectrogram import (
     quantize,
     save_png,
     spectrogram_axes,
+    spectrogram_images,
 )
 
 CFG = SpectrogramConfig()
@@ -109,6 +111,58 @@ def test_chunked_equals_unchunked(traces: np.ndarray) -> None:
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
+@pytest.mark.parametrize("quantization", ["uint8", "float32"])
+def test_stored_images_are_the_quantised_float64_images(rng, quantization: str) -> None:
+    # 19 traces: blocks of 8, 8 and 3; a constant trace inside the second block
+    traces = rng.normal(size=(19, 3, 1400)) * rng.uniform(0.1, 1e4, size=(19, 3, 1))
+    traces[9] = 3.0
+    reference = compute_spectrograms(traces, CFG)
+    dtype = np.dtype(quantization)
+    stored, flat = spectrogram_images(traces, CFG, dtype)
+    assert stored.dtype == dtype and stored.shape == (19, 3, 33, 96)
+    np.testing.assert_array_equal(flat, reference.flat)
+    assert flat.tolist() == [i == 9 for i in range(19)]
+    np.testing.assert_array_equal(stored, quantize(reference.images, quantization))
+    # into a slice of a larger array, as the stage does
+    target = np.full((25, 3, 33, 96), 7, dtype=dtype)
+    spectrogram_images(traces, CFG, out=target[3:22])
+    np.testing.assert_array_equal(target[3:22], stored)
+    assert (target[:3] == 7).all() and (target[22:] == 7).all()
+
+
+@pytest.mark.parametrize(("nperseg", "noverlap", "fs"), [(63, 40, 100.0), (32, 0, 50.0)])
+def test_other_settings_match_scipy(traces: np.ndarray, nperseg, noverlap, fs) -> None:
+    cfg = dataclasses.replace(CFG, nperseg=nperseg, noverlap=noverlap, sampling_rate_hz=fs)
+    images = compute_spectrograms(traces, cfg).images
+    for i, trace in enumerate(traces):
+        _, _, power = signal.spectrogram(
+            trace[:, :1300], fs=fs, nperseg=nperseg, noverlap=noverlap, axis=-1
+        )
+        level = np.log10(power + 1e-10)
+        expected = (level - level.min()) / (level.max() - level.min())
+        np.testing.assert_array_equal(images[i], expected)
+
+
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_block_size_changes_nothing(traces: np.ndarray, monkeypatch, block: int) -> None:
+    expected = compute_spectrograms(traces, CFG).images
+    monkeypatch.setattr(spectrogram, "BLOCK_TRACES", block)
+    np.testing.assert_array_equal(compute_spectrograms(traces, CFG).images, expected)
+
+
+def test_other_input_dtypes_are_computed_in_float64(traces: np.ndarray) -> None:
+    counts = np.round(traces).astype(np.int32)
+    np.testing.assert_array_equal(
+        compute_spectrograms(counts, CFG).images,
+        compute_spectrograms(counts.astype(np.float64), CFG).images,
+    )
+
+
+def test_an_empty_batch() -> None:
+    result = compute_spectrograms(np.empty((0, 3, 1300)), CFG)
+    assert result.images.shape == (0, 3, 33, 96) and result.flat.shape == (0,)
+
+
 def test_only_the_first_n_samples_are_used(traces: np.ndarray) -> None:
     changed = traces.copy()
     changed[:, :, 1300:] = 0.0
@@ -143,12 +197,15 @@ def test_bad_shapes_are_refused(shape: tuple[int, ...], message: str) -> None:
         compute_spectrograms(np.ones(shape), CFG)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_waveforms_are_refused(traces: np.ndarray, bad: float) -> None:
     traces = traces.copy()
     traces[2, 1, 100] = bad
     with pytest.raises(SpectrogramError, match="NaN or inf"):
         compute_spectrograms(traces, CFG)
+    traces[2, 1, 100] = 0.0
+    traces[2, 1, 2000] = bad  # beyond the first n_samples: not used, not refused
+    assert np.isfinite(compute_spectrograms(traces, CFG).images).all()
 
 
 def _decode(data: bytes) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import logging
 import os
 import pickle
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from quakeshap import io as quakeshap_io
 from quakeshap.config import load_params
 from quakeshap.dataset import ATTRIBUTE_COLUMNS, REQUIRED_COLUMNS, load_spectrogram_set
 from quakeshap.spectrogram import compute_spectrograms, quantize
@@ -187,6 +189,32 @@ def test_run_twice_is_byte_identical(stage, project: Project) -> None:
     project.set_params(max_rejected_fraction=0.3, chunk_size=1)
     run_ok(stage, project)
     assert snapshot() == first  # the chunk size changes nothing but memory
+    for workers in (1, 3):
+        project.set_params(max_rejected_fraction=0.3, chunk_size=3, workers=workers)
+        run_ok(stage, project)
+        assert snapshot() == first  # nor does the number of threads
+
+
+def test_images_file_is_what_numpy_save_writes(stage, project: Project) -> None:
+    # two rejected traces: the file is written for 16 rows and ends holding 14
+    pre = dict(project.raw.waveforms["pre"])
+    names = list(pre)
+    pre[names[2]] = pre[names[2]][:1]
+    del pre[names[5]]
+    write_hdf5(hdf5_path(project.raw.root, "NRCA", "pre"), pre)
+    project.set_params(max_rejected_fraction=0.3, chunk_size=4)
+    params = load_params(project.params)
+    metadata = stage.build(params, project.raw.root, project.out, project.rejected)
+    images = np.load(project.out / "images.npy")
+    assert images.shape == (14, 3, 33, 96)
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    assert (project.out / "images.npy").read_bytes() == buffer.getvalue()
+    # metadata.csv is streamed to disk: the bytes quakeshap.io.write_csv gives
+    quakeshap_io.write_csv(project.root / "expected.csv", metadata)
+    assert (project.out / "metadata.csv").read_bytes() == (
+        project.root / "expected.csv"
+    ).read_bytes()
 
 
 def test_float32_preprocessing_and_png_export(stage, project: Project) -> None:

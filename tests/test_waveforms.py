@@ -15,7 +15,9 @@ from sklearn.model_selection import train_test_split
 from quakeshap.config import PreprocessConfig, SplitConfig
 from quakeshap.dataset import ATTRIBUTE_COLUMNS
 from quakeshap.waveforms import (
+    METADATA_CACHE_BYTES,
     WaveformError,
+    WaveformReader,
     assign_split,
     associato_ids,
     attributes_path,
@@ -222,6 +224,45 @@ def test_one_dimensional_and_group_nodes_are_rejected(raw: RawSet) -> None:
     _, _, _, _, rejected = read_all(raw)
     assert rejected[6].startswith("bad shape: (2500,)")
     assert rejected[7].startswith("not a dataset")
+
+
+@pytest.mark.parametrize("dtype", ["<f4", ">f8", "<i4", ">i8", "<u2"])
+def test_stored_types_read_as_numpy_converts_them(raw: RawSet, dtype: str) -> None:
+    pre = {
+        name: (trace * 100).astype(dtype) if dtype[1] in "iu" else trace.astype(dtype)
+        for name, trace in raw.waveforms["pre"].items()
+    }
+    write_hdf5(hdf5_path(raw.root, "NRCA", "pre"), pre)
+    catalog, _, rows, data, rejected = read_all(raw)
+    assert rejected == {}
+    for row, name in zip(rows[:6], catalog["trace_name"][:6], strict=True):
+        expected = np.asarray(pre[name], dtype=np.float64)[:, :1300]
+        np.testing.assert_array_equal(data[row], expected)
+
+
+def test_types_hdf5_cannot_convert_take_the_high_level_path(raw: RawSet) -> None:
+    pre = dict(raw.waveforms["pre"])
+    names = list(pre)
+    pre[names[0]] = np.full((3, 2500), b"x", dtype="S1")  # text: unreadable as numbers
+    pre[names[1]] = pre[names[1]] > 0  # booleans: numpy reads them as 0/1
+    write_hdf5(hdf5_path(raw.root, "NRCA", "pre"), pre)
+    _, _, rows, data, rejected = read_all(raw)
+    assert list(rejected) == [0] and rejected[0].startswith("unreadable: ")
+    assert rows[0] == 1
+    np.testing.assert_array_equal(data[0], (raw.waveforms["pre"][names[1]] > 0)[:, :1300])
+
+
+def test_reader_keeps_hdf5s_metadata_cache_small(raw: RawSet) -> None:
+    catalog = read_catalog(raw.root, ["NRCA"])
+    files = catalog["hdf5_file"].to_numpy()
+    with WaveformReader(raw.root, files) as reader:
+        chunk = reader.read_chunk(3, catalog["trace_name"][:5], files[:5], 1300)
+        handles = list(reader._handles.values())
+        assert len(handles) == 2  # pre and post, each opened once
+        for handle in handles:
+            assert handle.id.get_mdc_config().max_size == METADATA_CACHE_BYTES
+    assert chunk.rows.tolist() == [3, 4, 5, 6, 7]  # positions start at the given row
+    assert not any(handle.id.valid for handle in handles)  # closed on exit
 
 
 def test_transform_sees_whole_traces_before_the_cut(raw: RawSet) -> None:
@@ -477,6 +518,11 @@ def test_trace_split_is_the_studys_train_test_split(rng, n, seed, fraction) -> N
     train, test = train_test_split(catalog, test_size=fraction, random_state=seed)
     assert set(np.flatnonzero(split == "test")) == set(test.index)
     assert set(np.flatnonzero(split == "train")) == set(train.index)
+
+
+def test_trace_split_that_leaves_no_training_trace_is_refused(rng) -> None:
+    with pytest.raises(WaveformError, match="split.test_fraction = 0.9 leaves no training"):
+        assign_split(_catalog(rng, 3), SplitConfig(by="trace", test_fraction=0.9))
 
 
 def test_study_counts_after_dropping_its_four_malformed_traces(rng) -> None:

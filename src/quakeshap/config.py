@@ -50,6 +50,16 @@ class ZenodoConfig:
     retries: int = 3
 
     def __post_init__(self) -> None:
+        _check(
+            self.record_id.isascii() and self.record_id.isdigit(),
+            "data.zenodo.record_id",
+            f"{self.record_id!r} is not a Zenodo record number (e.g. '15683047')",
+        )
+        _check(
+            self.base_url.startswith(("https://", "http://")),
+            "data.zenodo.base_url",
+            f"{self.base_url!r} must start with https:// (or http://)",
+        )
         _check(self.timeout_s > 0, "data.zenodo.timeout_s", "must be > 0")
         _check(self.retries >= 0, "data.zenodo.retries", "must be >= 0")
         _check(bool(self.archive_glob), "data.zenodo.archive_glob", "must not be empty")
@@ -65,10 +75,21 @@ class DemoConfig:
     #: quality factor of the crust before / after the mainshock (post: stronger attenuation)
     q_pre: float = 300.0
     q_post: float = 150.0
+    #: per-trace scatter of Q, standard deviation of ln Q (makes the classes overlap)
+    q_log_std: float = 0.1
     #: Gutenberg–Richter b-value and magnitude range
     b_value: float = 1.0
     magnitude_min: float = 0.5
     magnitude_max: float = 3.5
+    #: median Brune stress drop (sets the corner frequency from the magnitude)
+    stress_drop_mpa: float = 3.0
+    #: homogeneous half-space velocities (travel times, P–S times)
+    vp_km_s: float = 6.0
+    vs_km_s: float = 3.4
+    #: site attenuation exp(-pi kappa f), the same before and after the mainshock
+    kappa_s: float = 0.02
+    #: background noise, acceleration PSD above 1 Hz in dB re 1 (m/s^2)^2/Hz
+    noise_psd_db: float = -145.0
     #: number of co-located pre/post groups written to the similar-traces table
     n_colocated_groups: int = 12
     #: defects planted as in the real record
@@ -79,6 +100,22 @@ class DemoConfig:
     def __post_init__(self) -> None:
         _check(self.n_pre > 0 and self.n_post > 0, "data.demo.n_pre/n_post", "must be > 0")
         _check(self.q_pre > 0 and self.q_post > 0, "data.demo.q_pre/q_post", "must be > 0")
+        _check(self.q_log_std >= 0, "data.demo.q_log_std", "must be >= 0")
+        _check(self.b_value > 0, "data.demo.b_value", "must be > 0")
+        _check(self.stress_drop_mpa > 0, "data.demo.stress_drop_mpa", "must be > 0")
+        _check(
+            0 < self.vs_km_s < self.vp_km_s, "data.demo.vs_km_s", "must be in (0, vp_km_s)"
+        )
+        _check(self.kappa_s >= 0, "data.demo.kappa_s", "must be >= 0")
+        _check(self.n_colocated_groups >= 0, "data.demo.n_colocated_groups", "must be >= 0")
+        for name in ("n_missing_channels", "n_nan_traces", "n_missing_in_hdf5"):
+            _check(getattr(self, name) >= 0, f"data.demo.{name}", "must be >= 0")
+        # every ISO week holds one anchor event (11 pre weeks with 08-20, 8 post weeks);
+        # groups take up to 4 events per class; defects need traces of their own
+        defects = self.n_missing_channels + self.n_nan_traces + self.n_missing_in_hdf5
+        need = 11 + 4 * self.n_colocated_groups + defects
+        _check(self.n_pre >= need, "data.demo.n_pre", f"must be >= {need} for these settings")
+        _check(self.n_post >= need, "data.demo.n_post", f"must be >= {need} for these settings")
         _check(
             self.magnitude_min < self.magnitude_max,
             "data.demo.magnitude_min",
@@ -123,6 +160,7 @@ class PreprocessConfig:
                 "spectrogram.preprocess.highpass_hz",
                 "must be below lowpass_hz",
             )
+        _check(self.filter_corners > 0, "spectrogram.preprocess.filter_corners", "must be > 0")
 
     @property
     def active(self) -> bool:
@@ -147,6 +185,8 @@ class SpectrogramConfig:
     log_floor: float = 1e-10
     quantization: Literal["uint8", "float32"] = "uint8"
     chunk_size: int = 512
+    #: threads computing chunks: "auto" = all cores, or a number; outputs do not depend on it
+    workers: int | Literal["auto"] = "auto"
     #: the stage fails when more than this fraction of listed traces is rejected
     max_rejected_fraction: float = 0.05
     export_png: bool = False
@@ -158,8 +198,22 @@ class SpectrogramConfig:
         _check(self.nperseg <= self.n_samples, "spectrogram.nperseg", "must be <= n_samples")
         _check(self.chunk_size > 0, "spectrogram.chunk_size", "must be > 0")
         _check(
-            0 <= self.max_rejected_fraction <= 1, "spectrogram.max_rejected_fraction", "0..1"
+            self.workers == "auto" or (isinstance(self.workers, int) and self.workers > 0),
+            "spectrogram.workers",
+            "must be 'auto' or a positive integer",
         )
+        _check(0 <= self.max_rejected_fraction <= 1, "spectrogram.max_rejected_fraction", "0..1")
+        _check(self.sampling_rate_hz > 0, "spectrogram.sampling_rate_hz", "must be > 0")
+        _check(self.log_floor > 0, "spectrogram.log_floor", "must be > 0 (log10 of zero power)")
+        _check(all(self.stations), "spectrogram.stations", "station codes must not be empty")
+        nyquist = self.sampling_rate_hz / 2
+        for name in ("highpass_hz", "lowpass_hz"):
+            corner = getattr(self.preprocess, name)
+            _check(
+                corner is None or corner < nyquist,
+                f"spectrogram.preprocess.{name}",
+                f"{corner} Hz must be below the Nyquist frequency {nyquist} Hz",
+            )
 
 
 @dataclass(frozen=True)
@@ -248,8 +302,8 @@ class ShapConfig:
     batch_size: int = 50
     #: background images for deep/gradient explainers (drawn from the train split)
     background: int = 100
-    #: worker processes: "auto" = all cores, or a number
-    workers: str | int = "auto"
+    #: worker processes: "auto" = all cores, or a number (int first: YAML's 2 stays a number)
+    workers: int | Literal["auto"] = "auto"
     device: Literal["auto", "cuda", "cpu"] = "auto"
     seed: int = 0
     #: tolerated |sum(SHAP) - (f(x) - E[f(x)])|, in logits, for partition
@@ -273,7 +327,9 @@ class PlotsConfig:
 
     dpi: int = 120
     font_size: float = 9.0
+    #: diverging matplotlib colour map of the SHAP maps (checked by the plots stage)
     cmap: str = "coolwarm"
+    #: size of a one-row figure; multi-row figures are taller in proportion
     width_in: float = 10.0
     height_in: float = 6.0
     #: trace drawn in the single-trace figure; None = the first example of the selection
@@ -283,6 +339,11 @@ class PlotsConfig:
         _check(self.dpi > 0, "plots.dpi", "must be > 0")
         _check(self.font_size > 0, "plots.font_size", "must be > 0")
         _check(self.width_in > 0 and self.height_in > 0, "plots.width_in", "must be > 0")
+        _check(
+            self.example_trace is None or bool(self.example_trace.strip()),
+            "plots.example_trace",
+            "give a trace_name or null, not an empty string",
+        )
 
 
 @dataclass(frozen=True)
@@ -308,18 +369,23 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"parameter {key}: {message}")
 
 
-def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
-    """Whether ``value`` fits annotation ``tp``; returns (ok, converted value)."""
+def _type_ok(value: Any, tp: Any, strict: bool = False) -> tuple[bool, Any]:
+    """Whether ``value`` fits annotation ``tp``; returns (ok, converted value).
+
+    ``strict`` refuses the one lenient conversion (a number where text is expected), so that
+    in a union such as ``str | int`` the number matches ``int`` first.
+    """
     origin = get_origin(tp)
     if tp is Any:
         return True, value
     if tp is type(None):
         return value is None, value
     if origin in (typing.Union, types.UnionType):
-        for arm in get_args(tp):
-            ok, converted = _type_ok(value, arm)
-            if ok:
-                return True, converted
+        for strict_pass in (True, False):
+            for arm in get_args(tp):
+                ok, converted = _type_ok(value, arm, strict=strict_pass)
+                if ok:
+                    return True, converted
         return False, value
     if origin is Literal:
         return value in get_args(tp), value
@@ -344,7 +410,7 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
         return False, value
     if tp is str:
         # YAML reads an unquoted record id as an int: accept numbers where text is expected
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if not strict and isinstance(value, int | float) and not isinstance(value, bool):
             return True, str(value)
         return isinstance(value, str), value
     return isinstance(value, tp), value

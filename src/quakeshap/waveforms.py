@@ -30,7 +30,7 @@ import logging
 import math
 import pickle
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ SIMILAR_DIR = Path("dset")
 CHANNELS: tuple[str, str, str] = ("E", "N", "Z")
 #: the record cuts every trace so that the P arrival sits at 5.0 s from its start
 P_ARRIVAL_S = 5.0
+#: HDF5 metadata cache per open file while reading waveforms
+METADATA_CACHE_BYTES = 1 << 20
 
 
 class WaveformError(ValueError):
@@ -295,32 +297,104 @@ def iter_waveforms(
     transform
         Applied to each whole ``(3, n_total)`` float64 trace before the cut; None = none.
     """
-    raw_root = Path(raw_root)
-    with contextlib.ExitStack() as stack:
-        handles: dict[str, h5py.File] = {}
-        for name in dict.fromkeys(catalog["hdf5_file"]):
-            handles[name] = stack.enter_context(_open_hdf5(raw_root / name))
-        names = catalog["trace_name"].to_numpy()
-        files = catalog["hdf5_file"].to_numpy()
-        reasons = None if skip is None else skip.to_numpy()
+    names = catalog["trace_name"].to_numpy()
+    files = catalog["hdf5_file"].to_numpy()
+    reasons = None if skip is None else skip.to_numpy()
+    with WaveformReader(raw_root, files) as reader:
         for start in range(0, len(catalog), chunk_size):
-            rows, arrays, rejected = [], [], {}
-            for pos in range(start, min(start + chunk_size, len(catalog))):
-                if reasons is not None and reasons[pos] is not None:
-                    rejected[pos] = reasons[pos]
-                    continue
-                array, reason = _read_trace(handles[files[pos]], names[pos], n_samples)
-                if reason is not None:
-                    rejected[pos] = reason
-                    continue
-                if transform is not None:
-                    array = transform(array)
-                rows.append(pos)
-                arrays.append(array[:, :n_samples])
-            data = np.empty((len(arrays), len(CHANNELS), n_samples), dtype=np.float64)
-            for i, array in enumerate(arrays):
-                data[i] = array
-            yield WaveformChunk(np.asarray(rows, dtype=np.int64), data, rejected)
+            stop = min(start + chunk_size, len(catalog))
+            yield reader.read_chunk(
+                start,
+                names[start:stop],
+                files[start:stop],
+                n_samples,
+                None if reasons is None else reasons[start:stop],
+                transform,
+            )
+
+
+class WaveformReader:
+    """The open HDF5 files of a raw layout, read trace by trace into chunks.
+
+    A context manager: every file is opened (and checked) on entry, closed on exit.
+    Datasets are read with h5py's low-level API, converted to float64 by HDF5 (exact for
+    the record's float and integer types): h5py's high-level objects cost several times
+    more per dataset than the read itself. Anything unusual (absent, a group, a type HDF5
+    cannot convert) goes through the high-level path, which names the problem. Chunks may
+    be read from several threads at once (h5py serialises the HDF5 calls).
+
+    Parameters
+    ----------
+    raw_root
+        The folder the ``files`` are relative to.
+    files
+        HDF5 files (relative paths, repeats allowed) the chunks will read from.
+    """
+
+    def __init__(self, raw_root: str | Path, files: Iterable[str]) -> None:
+        self._paths = {name: Path(raw_root) / name for name in dict.fromkeys(files)}
+        self._stack = contextlib.ExitStack()
+        self._handles: dict[str, h5py.File] = {}
+
+    def __enter__(self) -> WaveformReader:
+        with self._stack as stack:
+            for name, path in self._paths.items():
+                self._handles[name] = stack.enter_context(_open_hdf5(path))
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._handles.clear()
+        self._stack.close()
+
+    def read_chunk(
+        self,
+        start: int,
+        names: Sequence[str],
+        files: Sequence[str],
+        n_samples: int,
+        skip: Sequence[str | None] | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> WaveformChunk:
+        """Catalogue rows ``start, start + 1, ...`` (one per name) as a :class:`WaveformChunk`.
+
+        ``names[i]`` is read from ``files[i]``; ``skip[i]``, when not None, rejects row
+        ``start + i`` with that reason unread. ``transform`` as in :func:`iter_waveforms`.
+        """
+        data = np.empty((len(names), len(CHANNELS), n_samples), dtype=np.float64)
+        rows: list[int] = []
+        rejected: dict[int, str] = {}
+        for i, (name, file) in enumerate(zip(names, files, strict=True)):
+            if skip is not None and skip[i] is not None:
+                rejected[start + i] = skip[i]
+                continue
+            array, reason = self.read_trace(file, name, n_samples)
+            if reason is not None:
+                rejected[start + i] = reason
+                continue
+            if transform is not None:
+                array = transform(array)
+            data[len(rows)] = array[:, :n_samples]
+            rows.append(start + i)
+        return WaveformChunk(np.asarray(rows, dtype=np.int64), data[: len(rows)], rejected)
+
+    def read_trace(self, file: str, name: str, n_samples: int) -> tuple[np.ndarray, str | None]:
+        """One dataset as ``(3, n_total)`` float64, or the reason it cannot be used."""
+        handle = self._handles[file]
+        try:
+            dataset = h5py.h5d.open(handle.id, name.encode())
+        except (KeyError, ValueError, OSError):  # absent or not a dataset: say which
+            return _read_trace(handle, name, n_samples)
+        shape = dataset.shape
+        problem = trace_problem(shape, n_samples)
+        if problem is not None:
+            return np.empty((0, 0)), problem
+        buffer = np.empty(shape, dtype=np.float64)
+        try:
+            dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, buffer, h5py.h5t.NATIVE_DOUBLE)
+        except (OSError, ValueError, TypeError):  # a type HDF5 cannot convert: say why
+            return _read_trace(handle, name, n_samples)
+        return buffer, _non_finite(buffer)
 
 
 @contextlib.contextmanager
@@ -338,13 +412,19 @@ def _open_hdf5(path: Path) -> Iterator[h5py.File]:
             "delete data/raw and run `dvc repro download` again"
         ) from None
     with handle:
+        # every trace's object header passes through HDF5's metadata cache once and is not
+        # needed again; the default cache holds ~20 MB of them after a few thousand traces
+        cache = handle.id.get_mdc_config()
+        cache.set_initial_size = True
+        cache.initial_size = cache.min_size = cache.max_size = METADATA_CACHE_BYTES
+        handle.id.set_mdc_config(cache)
         yield handle
 
 
 def _read_trace(handle: h5py.File, name: str, n_samples: int) -> tuple[np.ndarray, str | None]:
-    """One root dataset as (3, T) float64, or the reason it cannot be used."""
+    """One root dataset as (3, T) float64, or the reason it cannot be used (h5py high level)."""
     empty = np.empty((0, 0))
-    node = handle.get(name)  # one lookup: this runs once per trace
+    node = handle.get(name)
     if node is None:
         file_name = Path(handle.filename).name
         return empty, f"absent from HDF5: listed in the attribute table but not in {file_name}"
@@ -358,12 +438,17 @@ def _read_trace(handle: h5py.File, name: str, n_samples: int) -> tuple[np.ndarra
         array = np.asarray(node[()], dtype=np.float64)
     except (OSError, ValueError, TypeError) as exc:
         return empty, f"unreadable: {exc}"
+    return array, _non_finite(array)
+
+
+def _non_finite(array: np.ndarray) -> str | None:
+    """The rejection reason of a trace holding NaN or inf; None if every sample is finite."""
     finite = np.isfinite(array)
-    if not finite.all():
-        nan = int(np.isnan(array).sum())
-        inf = int((~finite).sum()) - nan
-        return empty, f"non-finite samples: {nan} NaN, {inf} inf"
-    return array, None
+    if finite.all():
+        return None
+    nan = int(np.isnan(array).sum())
+    inf = int((~finite).sum()) - nan
+    return f"non-finite samples: {nan} NaN, {inf} inf"
 
 
 # --------------------------------------------------------------------------------------
@@ -679,22 +764,31 @@ def assign_split(catalog: pd.DataFrame, cfg: SplitConfig) -> np.ndarray:
     test_size=test_fraction, random_state=seed)`` over all listed rows, pre then post. The
     study split before dropping its 4 malformed traces: 5830 rows give 1166 test and 4664
     train, and dropping the 4 leaves its published 4661/1165. So the split is assigned to
-    every listed row here too, and rejected rows are dropped afterwards.
+    every listed row here too, and rejected rows are dropped afterwards. That call's test
+    rows are the first ``ceil(test_fraction * n)`` of
+    ``numpy.random.RandomState(seed).permutation(n)``; they are drawn so here, without
+    importing scikit-learn (over a second on a small machine), and a test checks them
+    against scikit-learn's.
 
     ``by="event"`` keeps all traces of one ``source_id`` on the same side
     (``GroupShuffleSplit``; ``test_fraction`` is then a fraction of events).
     ``by="time"`` sends the last ``test_fraction`` of the rows by ``trace_start_time`` to
     the test split (unparsable times count as latest).
     """
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
-
     n = len(catalog)
     split = np.full(n, "train", dtype=object)
     if n < 2:
         raise WaveformError(f"cannot split {n} trace(s) into train and test")
     if cfg.by == "trace":
-        _, test = train_test_split(np.arange(n), test_size=cfg.test_fraction, random_state=cfg.seed)
+        n_test = math.ceil(cfg.test_fraction * n)
+        if n_test >= n:
+            raise WaveformError(
+                f"split.test_fraction = {cfg.test_fraction} leaves no training trace among {n}"
+            )
+        test = np.random.RandomState(cfg.seed).permutation(n)[:n_test]
     elif cfg.by == "event":
+        from sklearn.model_selection import GroupShuffleSplit
+
         groups = catalog["source_id"].astype(str).to_numpy()
         if len(np.unique(groups)) < 2:
             raise WaveformError("split.by = event needs at least two distinct source_id values")

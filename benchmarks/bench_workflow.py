@@ -1,0 +1,180 @@
+"""Benchmark 5 (issue 6): the DVC workflow, from a fresh clone and with nothing to do.
+
+The repository's working tree (tracked and untracked, non-ignored files: what a clone plus
+local work holds) is copied into a scratch folder and committed there; then
+
+reference
+    ``dvc repro`` from scratch: the whole demo pipeline (``params.yaml`` as committed),
+    i.e. what re-running every step costs without DVC's bookkeeping;
+quakeshap
+    ``dvc repro`` again, with nothing to do (median of several calls).
+
+Targets: the fresh pipeline within 5 minutes on 2 cores, a no-op ``dvc repro`` within 3 s.
+The environment is installed already (``make`` does that once); its time is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks import _common as common
+
+NAME = "workflow"
+TARGET = "no-op `dvc repro` median <= 3 s; the demo pipeline from a fresh clone <= 5 min"
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str | None  # stage to reproduce up to; None = the whole pipeline
+    noop_repeats: int
+    #: dotted params.yaml keys changed in the copy (smoke: a tiny demo data set)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+FULL = Plan(target=None, noop_repeats=5)
+SMOKE = Plan(
+    target="spectrograms",
+    noop_repeats=2,
+    overrides={
+        "data.demo.n_pre": 60,
+        "data.demo.n_post": 40,
+        "data.demo.n_colocated_groups": 3,
+        "data.demo.n_missing_channels": 1,
+    },
+)
+
+
+def copy_worktree(src: Path, dst: Path) -> int:
+    """Copy the files git would have in a clone plus local work; return how many."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=src,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    files = sorted({p for p in listing.split("\0") if p and (src / p).is_file()})
+    for rel in files:
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, target)
+    return len(files)
+
+
+def set_params(path: Path, overrides: dict[str, Any]) -> None:
+    """Change existing dotted keys of a ``params.yaml``."""
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        section = params
+        for name in parents:
+            section = section[name]
+        if leaf not in section:
+            raise common.BenchmarkError(f"params.yaml has no key {dotted}")
+        section[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def workflow_env(repo: Path, state: Path) -> dict[str, str]:
+    """Children find this environment's ``python``/``dvc`` first, import the copy's library,
+    and keep DVC's global state in ``state``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(
+        PYTHONPATH=str(repo / "src"),
+        DVC_NO_ANALYTICS="1",
+        DVC_GLOBAL_CONFIG_DIR=str(state / "dvc-global"),
+        DVC_SITE_CACHE_DIR=str(state / "dvc-site-cache"),
+        GIT_AUTHOR_NAME="quakeshap benchmarks",
+        GIT_AUTHOR_EMAIL="bench@quakeshap.invalid",
+        GIT_COMMITTER_NAME="quakeshap benchmarks",
+        GIT_COMMITTER_EMAIL="bench@quakeshap.invalid",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    return env
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = SMOKE if args.smoke else FULL
+    repeats = args.repeats or plan.noop_repeats
+    dvc = str(Path(sys.executable).parent / "dvc")
+    if not Path(dvc).exists():
+        dvc = shutil.which("dvc") or "dvc"
+    with common.scratch_dir(args.workdir, NAME) as work:
+        repo = work / "repo"
+        if repo.exists():
+            shutil.rmtree(repo)
+        repo.mkdir(parents=True)
+        n_files = copy_worktree(common.REPO_ROOT, repo)
+        if plan.overrides:
+            set_params(repo / "params.yaml", plan.overrides)
+        env = workflow_env(repo, work / "state")
+        for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
+            common.check_process(common.run_process(command, cwd=repo, env=env), " ".join(command))
+        repro = [dvc, "repro", *([plan.target] if plan.target else [])]
+        fresh = common.check_process(
+            common.run_process(repro, cwd=repo, env=env), "dvc repro (fresh)"
+        )
+        noop_samples = []
+        for _ in range(repeats):
+            again = common.check_process(
+                common.run_process(repro, cwd=repo, env=env), "dvc repro (no-op)"
+            )
+            if UP_TO_DATE not in again.output:
+                raise common.BenchmarkError(
+                    f"a second `dvc repro` was not a no-op:\n{again.output[-2000:]}"
+                )
+            noop_samples.append(again.wall_s)
+        ran = [line for line in fresh.output.splitlines() if line.startswith("Running stage")]
+
+    reference = common.summarize([fresh.wall_s], "s", "lower", what="dvc repro from scratch")
+    quakeshap = common.summarize(noop_samples, "s", "lower", what="dvc repro, nothing to do")
+    checks = [
+        common.Check(
+            "noop_repro_s", quakeshap["median"], "<=", 3.0, "median `dvc repro` with nothing to do"
+        ),
+        common.Check(
+            "fresh_pipeline_s",
+            fresh.wall_s,
+            "<=",
+            300.0,
+            "`dvc repro` of the "
+            + (f"pipeline up to {plan.target}" if plan.target else "whole demo pipeline")
+            + " in a fresh copy",
+        ),
+    ]
+    details = {
+        "target": plan.target or "all stages",
+        "stages_run": ran,
+        "params_overrides": plan.overrides,
+        "files_copied": n_files,
+        "command": " ".join(["dvc", "repro", *([plan.target] if plan.target else [])]),
+        "notes": (
+            "ratio = fresh pipeline time / no-op time: what DVC's bookkeeping saves when "
+            "nothing changed. Times are wall-clock seconds of the dvc process."
+        ),
+    }
+    return common.make_result(
+        NAME, "smoke" if args.smoke else "full", reference, quakeshap, TARGET, checks, details
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return common.make_parser(__doc__.splitlines()[0])
+
+
+def main() -> int:
+    return common.main_wrapper(run, build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The benchmarks run and write well-formed results; their references compute what quakeshap does.
+
+Timings are never asserted: only that each benchmark runs (smoke mode), that its result
+file has the agreed form, and that every reference implementation (the study's way) gives
+the same values as quakeshap on the same inputs, so that each ratio compares like with like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from benchmarks import _common as common
+from benchmarks import run_all
+from benchmarks._data import (
+    demo_images,
+    in_memory_set,
+    read_floor,
+    replicate_raw,
+    selection_frame,
+    write_pool,
+)
+from benchmarks.reference.partition import explain_study_way
+from benchmarks.reference.spectrograms import read_study_png, run_study_loop, study_image
+from benchmarks.reference.training import (
+    StudyPNGDataset,
+    evaluate,
+    study_loader,
+    train_epoch,
+    write_study_pngs,
+)
+from quakeshap.config import ShapConfig, SpectrogramConfig, SplitConfig, TrainConfig
+from quakeshap.dataset import CLASS_NAMES
+from quakeshap.demo import raw_paths
+from quakeshap.explain import explain_selection, trace_seed
+from quakeshap.model import CNN2D, ModelConfig, make_checkpoint, model_from_checkpoint
+from quakeshap.spectrogram import compute_spectrograms, quantize
+from quakeshap.training import channel_statistics, fold_seed, train_fold
+from quakeshap.waveforms import assign_split, read_catalog
+
+# --------------------------------------------------------------------------------------
+# the result format
+# --------------------------------------------------------------------------------------
+
+MACHINE = {"cpu_model": "test CPU", "cores": 2, "usable_cores": 2, "gpu": None}
+
+
+def _result(**overrides):
+    reference = common.summarize([2.0, 1.0, 3.0], "s", "lower")
+    quakeshap = common.summarize([0.5, 0.4], "s", "lower")
+    checks = [common.Check("speedup", 4.0, ">=", 2.0, "x")]
+    result = common.make_result(
+        "demo", "smoke", reference, quakeshap, "faster", checks, machine=MACHINE
+    )
+    result.update(overrides)
+    return result
+
+
+def test_make_result_computes_medians_ratio_and_verdict():
+    result = _result()
+    assert result["reference"]["median"] == 2.0
+    assert result["quakeshap"]["median"] == pytest.approx(0.45)
+    assert result["ratio"] == pytest.approx(2.0 / 0.45)
+    assert result["met"] is True
+    assert common.validate_result(result) == []
+
+
+def test_speedup_follows_the_direction_of_the_unit():
+    slow = common.summarize([10.0], "traces/s", "higher")
+    fast = common.summarize([40.0], "traces/s", "higher")
+    assert common.speedup(slow, fast) == pytest.approx(4.0)
+    with pytest.raises(common.BenchmarkError, match="cannot compare"):
+        common.speedup(slow, common.summarize([1.0], "s", "lower"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"met": False}, "met disagrees"),
+        ({"ratio": -1.0}, "ratio"),
+        ({"mode": "fast"}, "mode"),
+        ({"target": ""}, "target"),
+        ({"machine": {"cores": 2}}, "machine"),
+        ({"quakeshap": {"median": 0.0, "unit": "s", "better": "lower"}}, "quakeshap.median"),
+    ],
+)
+def test_validate_result_names_what_is_wrong(overrides, problem):
+    problems = common.validate_result(_result(**overrides))
+    assert any(problem in p for p in problems), problems
+
+
+def test_validate_result_requires_every_key():
+    result = _result()
+    del result["reference"]
+    assert common.validate_result(result) == ["missing key 'reference'"]
+    with pytest.raises(common.BenchmarkError, match="malformed"):
+        common.write_result(result, "/nonexistent")
+
+
+def test_write_result_and_summary_table(tmp_path):
+    path = common.write_result(_result(), tmp_path)
+    assert path == tmp_path / "demo.json"
+    assert json.loads(path.read_text())["name"] == "demo"
+    table = run_all.summary_table([json.loads(path.read_text())])
+    assert "test CPU" in table and "no GPU" in table
+    assert "| demo | 2 s | 0.45 s | 4.44× | yes |" in table
+    assert "| demo | x | 4 | >= 2 | yes |" in table
+
+
+def test_run_process_reports_exit_status_and_output():
+    ok = common.run_process([sys.executable, "-c", "print('hello')"])
+    failing = common.run_process([sys.executable, "-c", "raise SystemExit(3)"])
+    assert (ok.returncode, ok.output.strip()) == (0, "hello") and ok.wall_s > 0
+    with pytest.raises(common.BenchmarkError, match="exit code 3"):
+        common.check_process(failing, "the child")
+
+
+def test_timed_stage_reports_the_stage_s_own_peak_memory(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "def main(argv):\n"
+        "    if argv == ['big']:\n"
+        "        b = bytearray(300 * 2**20)\n"
+        "        b[::4096] = b'x' * len(b[::4096])\n"
+        "    return 0\n"
+    )
+    peaks = {}
+    for arg in ("big", "small"):
+        timing = tmp_path / f"{arg}.json"
+        run = common.run_process(
+            [sys.executable, "-m", "benchmarks._timed_stage", timing, script, arg],
+            cwd=common.REPO_ROOT,
+        )
+        common.check_process(run, "the timed stage")
+        peaks[arg] = json.loads(timing.read_text())["peak_rss_mib"]
+    # the parent (this test process) holds far more than 300 MiB: it must not count
+    assert peaks["big"] >= 300 > peaks["small"]
+
+
+# --------------------------------------------------------------------------------------
+# benchmark inputs
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """A tiny demo data set without defects (the study loop and the stage read it)."""
+    return write_pool(tmp_path_factory.mktemp("pool"), 30, 20, defects=False)
+
+
+def test_replicate_raw_writes_unique_traces_in_the_record_layout(pool, tmp_path):
+    assert replicate_raw(pool, tmp_path, 120) == 120
+    catalog = read_catalog(tmp_path, ["NRCA"])
+    assert len(catalog) == 120 and catalog["trace_name"].is_unique
+    assert set(catalog["label"]) == set(CLASS_NAMES)
+    paths = raw_paths(tmp_path)
+    with h5py.File(paths["pre_hdf5"]) as pre, h5py.File(paths["post_hdf5"]) as post:
+        assert len(pre) + len(post) == 120
+    assert read_floor(tmp_path) == 120
+
+
+# --------------------------------------------------------------------------------------
+# the references compute what quakeshap computes
+# --------------------------------------------------------------------------------------
+
+
+def test_study_spectrogram_equals_quakeshap(rng):
+    waveforms = rng.normal(size=(4, 3, 2500)) * rng.uniform(1, 1e4, size=(4, 3, 1))
+    ours = compute_spectrograms(waveforms, SpectrogramConfig()).images
+    for waveform, image in zip(waveforms, ours, strict=True):
+        np.testing.assert_allclose(study_image(waveform), image.transpose(1, 2, 0), atol=1e-12)
+
+
+def test_study_loop_pngs_and_split_match_quakeshap(pool, tmp_path):
+    metadata = run_study_loop(pool, tmp_path)
+    paths = raw_paths(pool)
+    catalog = read_catalog(pool, ["NRCA"])
+    assert list(metadata["trace_name"]) == list(catalog["trace_name"])
+    # the study's random 80/20 split, reproduced by quakeshap
+    split = dict(zip(catalog["trace_name"], assign_split(catalog, SplitConfig()), strict=True))
+    assert list(metadata["split"]) == [split[name] for name in metadata["trace_name"]]
+    # the PNG values are quakeshap's uint8 images (up to the floor of values 255 x that
+    # land within rounding of an integer)
+    for label in CLASS_NAMES:
+        names = list(metadata.loc[metadata["label"] == label, "trace_name"])
+        with h5py.File(paths[f"{label}_hdf5"]) as h5:
+            waveforms = np.stack([h5[name][()] for name in names])
+        ours = quantize(compute_spectrograms(waveforms, SpectrogramConfig()).images, "uint8")
+        theirs = np.stack([read_study_png(tmp_path / f"{name}.png") for name in names])
+        difference = np.abs(ours.astype(int) - theirs.astype(int))
+        assert difference.max() <= 1
+        assert (difference > 0).mean() < 1e-4
+
+
+@pytest.fixture
+def one_thread():
+    """The reference with one torch thread: bit-identical to quakeshap's workers."""
+    import cv2
+
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    yield
+    torch.set_num_threads(saved[0])
+    cv2.setNumThreads(saved[1])
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """Demo spectrograms (uint8) and labels: 40 traces, repeated to 60."""
+    return demo_images(60, n_pool=40)
+
+
+def test_study_data_path_gives_quakeshap_losses_for_the_same_batches(demo, one_thread, tmp_path):
+    images, labels = demo
+    train_index, val_index = np.arange(40), np.arange(40, 60)
+    mean, std = channel_statistics(images[train_index])
+    cfg = dataclasses.replace(TrainConfig(), seed=7, max_epochs=2, patience=2, device="cpu")
+    m = mean.astype(np.float32)[None, :, None, None]
+    s = std.astype(np.float32)[None, :, None, None]
+    x = torch.from_numpy((images.astype(np.float32) / np.float32(255.0) - m) / s)
+    y = torch.as_tensor(labels)
+    ours = train_fold(x, y, train_index, val_index, cfg, fold=1, n_folds=3).history
+
+    # the study's way, fed the batches train_fold draws, from the same initial weights
+    names = [f"NRCA.IV.{i}_EV" for i in range(len(images))]
+    filenames = write_study_pngs(images, names, tmp_path)
+    table = pd.DataFrame({"filename": filenames, "label": np.asarray(CLASS_NAMES)[labels]})
+    train_set = StudyPNGDataset(table.iloc[train_index], tmp_path, mean, std)
+    val_set = StudyPNGDataset(table.iloc[val_index], tmp_path, mean, std)
+    seed = fold_seed(cfg.seed, 1)
+    torch.manual_seed(seed)
+    model = CNN2D(ModelConfig(dropout=cfg.dropout))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    batches = torch.Generator().manual_seed(seed)
+    for epoch in ours:
+        order = torch.randperm(len(train_index), generator=batches).tolist()
+        losses = train_epoch(model, study_loader(train_set, cfg.batch_size, order=order), optimizer)
+        sizes = [len(order[i : i + cfg.batch_size]) for i in range(0, len(order), cfg.batch_size)]
+        train_loss = float(np.dot(losses, sizes) / len(order))
+        val_loss, val_accuracy = evaluate(model, study_loader(val_set, 32, order=range(20)))
+        assert train_loss == pytest.approx(epoch["train_loss"], rel=1e-6)
+        assert val_loss == pytest.approx(epoch["val_loss"], rel=1e-5, abs=1e-7)
+        assert val_accuracy == epoch["val_accuracy"]
+
+
+def test_study_shap_maps_equal_quakeshap_maps(demo, one_thread):
+    images, labels = demo
+    sset = in_memory_set(images[:6], labels[:6])
+    torch.manual_seed(3)
+    ckpt = make_checkpoint(CNN2D(), list(CLASS_NAMES), [0.6, 0.6, 0.6], [0.2, 0.2, 0.2])
+    model = model_from_checkpoint(ckpt)
+    rows = np.array([0, 5])
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(sset.as_float(rows))).numpy().argmax(axis=1)
+    selection = selection_frame(sset, rows, predicted).assign(explain_both=[False, True])
+    cfg = dataclasses.replace(ShapConfig(), max_evals=100, device="cpu")
+
+    ours = explain_selection(sset, selection, ckpt, cfg, workers=1)
+    names = sset.metadata["trace_name"].to_numpy()[rows]
+    theirs = explain_study_way(
+        model,
+        images[rows],
+        [False, True],
+        max_evals=100,
+        seeds=[trace_seed(cfg.seed, n) for n in names],
+    )
+    assert list(theirs[0].classes) == [predicted[0]] and list(theirs[1].classes) == [0, 1]
+    reference = np.concatenate([np.moveaxis(t.values, -1, 0) for t in theirs])
+    np.testing.assert_array_equal(reference.astype(np.float32), ours.values)
+    base = np.concatenate([t.base_values for t in theirs])
+    np.testing.assert_array_equal(base, ours.index["base_value"].to_numpy())
+
+
+# --------------------------------------------------------------------------------------
+# every benchmark runs (smoke mode) and writes a well-formed result
+# --------------------------------------------------------------------------------------
+
+
+def _run_smoke(name, tmp_path):
+    module = importlib.import_module(f"benchmarks.bench_{name}")
+    args = module.build_parser().parse_args(
+        ["--smoke", "--results-dir", str(tmp_path), "--workdir", str(tmp_path / "work")]
+    )
+    path = common.write_result(module.run(args), tmp_path)
+    result = json.loads(path.read_text())
+    assert common.validate_result(result) == []
+    assert result["name"] == name and result["mode"] == "smoke"
+    assert result["checks"] and result["machine"]["cores"] >= 1
+    return result
+
+
+@pytest.mark.slow
+def test_spectrograms_benchmark_smoke(tmp_path):
+    result = _run_smoke("spectrograms", tmp_path)
+    assert result["details"]["equivalence"]["max_abs_difference_uint8"] <= 1
+    scaling = result["details"]["scaling"]
+    assert [row["n_traces"] for row in scaling] == [40, 80]
+    assert all(row["peak_rss_mib"] > 0 and row["read_floor_s"] > 0 for row in scaling)
+
+
+@pytest.mark.slow
+def test_training_benchmark_smoke(tmp_path):
+    result = _run_smoke("training", tmp_path)
+    assert result["details"]["pure_compute"]["median"] > 0
+    assert result["details"]["device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_shap_benchmark_smoke(tmp_path):
+    result = _run_smoke("shap", tmp_path)
+    equivalence = result["details"]["equivalence"]
+    assert equivalence["parallel_equals_serial"]
+    assert equivalence["max_abs_difference_vs_reference"] <= 1e-6
+    for side in ("reference", "quakeshap"):
+        split = result["details"]["profile_one_trace"][side]
+        assert split["masker_s"] > 0 and split["model_s"] > 0
+        assert split["masker_s"] + split["model_s"] <= split["total_s"]
+
+
+@pytest.mark.slow
+def test_explainers_benchmark_smoke(tmp_path):
+    result = _run_smoke("explainers", tmp_path)
+    explainers = result["details"]["explainers"]
+    assert set(explainers) == {"deep", "gradient"}
+    for report in explainers.values():
+        assert report["correlation_with_partition"]
+        for per_class in report["correlation_with_partition"].values():
+            assert -1.0 <= per_class["median_rgb"] <= 1.0
+
+
+@pytest.mark.slow
+def test_workflow_benchmark_smoke(tmp_path):
+    result = _run_smoke("workflow", tmp_path)
+    assert result["details"]["stages_run"] == [
+        "Running stage 'download':",
+        "Running stage 'spectrograms':",
+    ]
+    assert result["quakeshap"]["n"] == 2
+
+
+def test_run_all_rewrites_the_summary_from_results(tmp_path):
+    common.write_result(_result(name="training"), tmp_path)
+    common.write_result(_result(name="shap", met=None), tmp_path)
+    common.write_result(_result(name="unknown"), tmp_path)
+    assert run_all.main(["--summary-only", "--results-dir", str(tmp_path)]) == 0
+    summary = (tmp_path / run_all.SUMMARY_FILE).read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| training |")]
+    assert len(rows) == 2  # the benchmark and its check
+    assert "| shap | 2 s | 0.45 s | 4.44× | report |" in summary
+    assert "unknown" not in summary
