@@ -43,8 +43,6 @@ from tests.dvc_helpers import (
 )
 from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, free_port
 
-LIBRARY = REPO_ROOT / "src" / "quakeshap"
-
 
 def _dvc_yaml() -> dict:
     return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())

@@ -265,6 +265,19 @@ def test_reader_keeps_hdf5s_metadata_cache_small(raw: RawSet) -> None:
     assert not any(handle.id.valid for handle in handles)  # closed on exit
 
 
+def test_read_chunk_into_a_reused_buffer(raw: RawSet) -> None:
+    catalog = read_catalog(raw.root, ["NRCA"])
+    names, files = catalog["trace_name"].to_numpy(), catalog["hdf5_file"].to_numpy()
+    buffer = np.full((6, 3, 1300), np.nan)
+    with WaveformReader(raw.root, files) as reader:
+        fresh = reader.read_chunk(0, names[:4], files[:4], 1300)
+        into = reader.read_chunk(0, names[:4], files[:4], 1300, out=buffer)
+        assert np.shares_memory(into.data, buffer) and into.data.shape == (4, 3, 1300)
+        np.testing.assert_array_equal(into.data, fresh.data)
+        with pytest.raises(ValueError, match="cannot hold"):
+            reader.read_chunk(0, names[:7], files[:7], 1300, out=buffer)
+
+
 def test_transform_sees_whole_traces_before_the_cut(raw: RawSet) -> None:
     catalog = read_catalog(raw.root, ["NRCA"])
     seen = []
@@ -521,7 +534,7 @@ def test_trace_split_is_the_studys_train_test_split(rng, n, seed, fraction) -> N
 
 
 def test_trace_split_that_leaves_no_training_trace_is_refused(rng) -> None:
-    with pytest.raises(WaveformError, match="split.test_fraction = 0.9 leaves no training"):
+    with pytest.raises(WaveformError, match=r"split\.test_fraction = 0\.9 leaves no training"):
         assign_split(_catalog(rng, 3), SplitConfig(by="trace", test_fraction=0.9))
 
 

@@ -103,9 +103,7 @@ class DemoConfig:
         _check(self.q_log_std >= 0, "data.demo.q_log_std", "must be >= 0")
         _check(self.b_value > 0, "data.demo.b_value", "must be > 0")
         _check(self.stress_drop_mpa > 0, "data.demo.stress_drop_mpa", "must be > 0")
-        _check(
-            0 < self.vs_km_s < self.vp_km_s, "data.demo.vs_km_s", "must be in (0, vp_km_s)"
-        )
+        _check(0 < self.vs_km_s < self.vp_km_s, "data.demo.vs_km_s", "must be in (0, vp_km_s)")
         _check(self.kappa_s >= 0, "data.demo.kappa_s", "must be >= 0")
         _check(self.n_colocated_groups >= 0, "data.demo.n_colocated_groups", "must be >= 0")
         for name in ("n_missing_channels", "n_nan_traces", "n_missing_in_hdf5"):
@@ -261,9 +259,7 @@ class TrainConfig:
         _check(self.max_epochs > 0, "train.max_epochs", "must be > 0")
         _check(self.patience > 0, "train.patience", "must be > 0")
         _check(0 <= self.dropout < 1, "train.dropout", "must be in [0, 1)")
-        _check(
-            self.num_threads is None or self.num_threads > 0, "train.num_threads", "must be > 0"
-        )
+        _check(self.num_threads is None or self.num_threads > 0, "train.num_threads", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -430,7 +426,9 @@ def build(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "") -> T
         Dotted prefix for error messages, e.g. ``"train"``.
     """
     if not isinstance(mapping, Mapping):
-        raise ConfigError(f"parameter section {where or '<root>'}: expected a mapping, got {mapping!r}")
+        raise ConfigError(
+            f"parameter section {where or '<root>'}: expected a mapping, got {mapping!r}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(mapping) - set(fields))
@@ -438,15 +436,20 @@ def build(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "") -> T
         hints_txt = []
         for key in unknown:
             close = difflib.get_close_matches(key, list(fields), n=1)
-            hints_txt.append(f"{_join(where, key)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints_txt.append(
+                f"{_join(where, key)}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
         raise ConfigError(
-            "unknown parameter(s): " + ", ".join(hints_txt) + f"; known keys in {where or 'root'}: "
+            "unknown parameter(s): "
+            + ", ".join(hints_txt)
+            + f"; known keys in {where or 'root'}: "
             + ", ".join(fields)
         )
     missing = [name for name in fields if name not in mapping]
     if missing:
         raise ConfigError(
-            "missing parameter(s): " + ", ".join(_join(where, m) for m in missing)
+            "missing parameter(s): "
+            + ", ".join(_join(where, m) for m in missing)
             + " (see params.yaml for the full set)"
         )
     kwargs: dict[str, Any] = {}

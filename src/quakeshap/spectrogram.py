@@ -34,6 +34,7 @@ import collections
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -371,10 +372,16 @@ def stream_images(
     dtype = QUANTIZED_DTYPES[cfg.quantization]
     starts = range(0, len(catalog), cfg.chunk_size)
 
+    # each thread reads its chunks into one buffer, used up before the next chunk: the
+    # allocator does not fragment over thousands of chunks, so memory stays flat
+    buffers = threading.local()
+
     with wf.WaveformReader(raw_root, files) as reader:
 
         def images_of(start: int) -> ImageChunk:
             stop = min(start + cfg.chunk_size, len(catalog))
+            if not hasattr(buffers, "data"):
+                buffers.data = np.empty((cfg.chunk_size, 3, cfg.n_samples))
             chunk = reader.read_chunk(
                 start,
                 names[start:stop],
@@ -382,6 +389,7 @@ def stream_images(
                 cfg.n_samples,
                 None if reasons is None else reasons[start:stop],
                 transform,
+                out=buffers.data,
             )
             images, flat = spectrogram_images(chunk.data, cfg, dtype)
             if not flat.any():

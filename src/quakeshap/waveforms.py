@@ -355,13 +355,23 @@ class WaveformReader:
         n_samples: int,
         skip: Sequence[str | None] | None = None,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        out: np.ndarray | None = None,
     ) -> WaveformChunk:
         """Catalogue rows ``start, start + 1, ...`` (one per name) as a :class:`WaveformChunk`.
 
         ``names[i]`` is read from ``files[i]``; ``skip[i]``, when not None, rejects row
         ``start + i`` with that reason unread. ``transform`` as in :func:`iter_waveforms`.
+        ``out``: a ``(>= len(names), 3, n_samples)`` float64 array to hold the chunk's
+        ``data`` (reused from chunk to chunk by a caller that is done with the previous
+        one); None = a new array.
         """
-        data = np.empty((len(names), len(CHANNELS), n_samples), dtype=np.float64)
+        shape = (len(names), len(CHANNELS), n_samples)
+        if out is None:
+            data = np.empty(shape, dtype=np.float64)
+        elif out.dtype != np.float64 or out.shape[0] < shape[0] or out.shape[1:] != shape[1:]:
+            raise ValueError(f"out {out.shape} {out.dtype} cannot hold a chunk of {shape}")
+        else:
+            data = out
         rows: list[int] = []
         rejected: dict[int, str] = {}
         for i, (name, file) in enumerate(zip(names, files, strict=True)):
@@ -507,7 +517,9 @@ def metadata_table(rows: pd.DataFrame, sampling_rate_hz: float) -> pd.DataFrame:
     and ``trace_s_arrival_s`` (5.0 + ``p_s_diff_sec``). Index 0..n-1.
     """
     s_arrival_s = P_ARRIVAL_S + rows["p_s_diff_sec"].to_numpy(dtype=np.float64)
-    table = rows.loc[:, list(ATTRIBUTE_COLUMNS)].copy()
+    # no .copy(): with pandas' copy-on-write the new columns never reach ``rows``, and the
+    # attribute columns are not duplicated in memory (a large catalogue's main cost)
+    table = rows.loc[:, list(ATTRIBUTE_COLUMNS)]
     table["label"] = rows["label"]
     table["split"] = rows["split"]
     table["filename"] = rows["trace_name"] + ".png"
