@@ -190,12 +190,6 @@ def test_command_line_error_is_one_line(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.load_yaml uses PyYAML (YAML 1.1), which reads `1e-05` as a string; "
-    "DVC (ruamel, YAML 1.2) writes -S floats that way. Fix: a YAML 1.2 float resolver "
-    "in config.load_yaml (see helper G's report), then remove this marker.",
-)
 def test_exponent_floats_written_by_dvc_are_read_as_floats(tmp_path):
     target = tmp_path / "params.yaml"
     shutil.copyfile(PARAMS, target)
