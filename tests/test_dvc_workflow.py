@@ -132,7 +132,7 @@ def test_second_repro_does_nothing(work):
     assert work.repro() == []
     elapsed = time.monotonic() - start
     assert work.is_up_to_date()
-    assert elapsed < 60, f"a no-op dvc repro took {elapsed:.0f} s"
+    assert elapsed < 30, f"a no-op dvc repro took {elapsed:.0f} s"
 
 
 @pytest.mark.slow
@@ -369,7 +369,7 @@ def test_missing_bucket_fails_with_a_clear_error(work, s3):
     _add_s3_remote(work, "nobucket", "s3://quakeshap-no-such-bucket/dvcstore", s3.url)
     proc = work.dvc("push", check=False, timeout=120)
     assert proc.returncode != 0
-    assert "bucket" in proc.stderr.lower(), proc.stderr
+    assert "The specified bucket does not exist" in proc.stderr, proc.stderr
 
 
 # --------------------------------------------------------------------------------------

@@ -164,6 +164,15 @@ def test_a_short_week_is_capped_not_an_error(rng, caplog):
     assert "week 40: 0" in caplog.text
 
 
+def test_no_correct_trace_in_any_week_selects_none_and_reports(rng):
+    """An undertrained model may get every trace of the week range wrong: cap, don't crash."""
+    pred = predictions(rng, n=120)
+    result = select_traces(pred, cfg(per_week=2, week_min=60, week_max=61))
+    assert len(group(result.table, "week")) == 0
+    assert result.summary["week"]["capped"] == 4
+    assert result.summary["week"]["reused"] == 0
+
+
 def test_bad_predictions_tables(rng):
     pred = predictions(rng, n=20)
     with pytest.raises(SelectionError, match=r"lacks column\(s\) \['week'\]"):

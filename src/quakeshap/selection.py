@@ -258,7 +258,8 @@ def pick_per_week(
         "requested": per_week * n_weeks,
         "selected": len(table),
         "capped": per_week * n_weeks - len(table),
-        "reused": int((table["reason"].str.endswith("re-used")).sum()),
+        # astype(str): an empty table's reason column has no string dtype to call .str on
+        "reused": int(table["reason"].astype(str).str.endswith("re-used").sum()),
         "short_weeks": {str(w): n for w, n in short.items()},
     }
     return table, summary
