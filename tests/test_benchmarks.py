@@ -275,9 +275,14 @@ def test_study_shap_maps_equal_quakeshap_maps(demo, one_thread):
     )
     assert list(theirs[0].classes) == [predicted[0]] and list(theirs[1].classes) == [0, 1]
     reference = np.concatenate([np.moveaxis(t.values, -1, 0) for t in theirs])
-    np.testing.assert_array_equal(reference.astype(np.float32), ours.values)
+    # quakeshap evaluates the model with batch norm folded into the convolutions: the same
+    # function up to float rounding (~1e-7 logits), so the maps agree to rounding, not bits
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(
+        ours.values, reference.astype(np.float32), rtol=1e-3, atol=1e-5 * scale
+    )
     base = np.concatenate([t.base_values for t in theirs])
-    np.testing.assert_array_equal(base, ours.index["base_value"].to_numpy())
+    np.testing.assert_allclose(ours.index["base_value"].to_numpy(), base, rtol=0, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------
