@@ -21,6 +21,7 @@ import torch
 from benchmarks import _common as common
 from benchmarks import run_all
 from benchmarks._data import (
+    READ_STRATEGIES,
     demo_images,
     in_memory_set,
     read_floor,
@@ -164,7 +165,14 @@ def test_replicate_raw_writes_unique_traces_in_the_record_layout(pool, tmp_path)
     paths = raw_paths(tmp_path)
     with h5py.File(paths["pre_hdf5"]) as pre, h5py.File(paths["post_hdf5"]) as post:
         assert len(pre) + len(post) == 120
-    assert read_floor(tmp_path) == 120
+    arrays = {}
+    for how in READ_STRATEGIES:
+        collected = {}
+        assert read_floor(tmp_path, how, collected) == 120
+        arrays[how] = collected
+    for name, expected in arrays["h5py"].items():
+        for how in READ_STRATEGIES[1:]:
+            np.testing.assert_array_equal(arrays[how][name], expected)
 
 
 # --------------------------------------------------------------------------------------
