@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -89,11 +90,17 @@ def _load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (CPU affinity), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def machine_info() -> dict[str, Any]:
     """Describe the machine the numbers come from: cores, CPU model, memory, GPU."""
     import torch
 
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = None
     if torch.cuda.is_available():
         gpu = {
@@ -104,7 +111,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "memory_gib": _memory_gib(),
         "gpu": gpu,
         "os": f"{platform.system()} {platform.release()}",
@@ -194,11 +201,13 @@ class Check:
 
 @dataclass(frozen=True)
 class ProcessRun:
-    """A finished subprocess: wall time, exit status, output (stdout and stderr)."""
+    """A finished subprocess: wall time, exit status, output (stdout and stderr), and the
+    seconds after the start at which each output line arrived."""
 
     wall_s: float
     returncode: int
     output: str
+    line_times: tuple[tuple[float, str], ...] = ()
 
 
 def run_process(
@@ -207,26 +216,40 @@ def run_process(
     env: dict[str, str] | None = None,
     timeout_s: float = 3600.0,
 ) -> ProcessRun:
-    """Run ``cmd`` to completion and measure its wall time.
+    """Run ``cmd`` to completion and measure its wall time and when each line was printed.
 
     Peak memory is not measured here: on Linux a child's ``ru_maxrss`` includes the RSS
     its parent had at fork time. A process that matters reports its own high-water mark
     (:mod:`benchmarks._timed_stage`).
     """
     start = time.perf_counter()
+    stamped: list[tuple[float, str]] = []
+    proc = subprocess.Popen(
+        list(map(str, cmd)),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            stamped.append((time.perf_counter() - start, line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        proc = subprocess.run(
-            list(map(str, cmd)),
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout_s,
-        )
+        returncode = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
         raise BenchmarkError(f"{' '.join(map(str, cmd))} ran past {timeout_s:.0f} s") from None
-    return ProcessRun(time.perf_counter() - start, proc.returncode, proc.stdout)
+    wall_s = time.perf_counter() - start
+    reader.join()
+    output = "".join(line + "\n" for _, line in stamped)
+    return ProcessRun(wall_s, returncode, output, tuple(stamped))
 
 
 def check_process(run: ProcessRun, what: str) -> ProcessRun:

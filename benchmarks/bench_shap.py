@@ -10,11 +10,14 @@ quakeshap
     :func:`quakeshap.explain.explain_selection` (what the ``explain`` stage runs) with
     1 worker and with one worker per core.
 
-Throughput is traces per second. quakeshap's parallel throughput excludes the one-off
-start-up of its worker processes (spawn, imports, numba compiling shap's code), measured
-separately and added back in the projection to a study-sized selection. Scaling efficiency
-= throughput with n workers / (n × throughput with 1 worker). The values of both are
-compared map by map. cProfile splits one trace's time between the masker (shap's
+Throughput is traces per second. The serial runs are timed trace by trace. The parallel
+run's start-up (spawning the workers, imports, numba compiling shap's code) is paid once
+per stage run, whatever the number of traces: the parallel throughput is the marginal one,
+from two runs of ``n_workers`` and ``traces_per_worker × n_workers`` traces (their time
+difference divided by the difference in traces), and the start-up is what is left of the
+smaller run. A projection to a study-sized selection adds the start-up back. Scaling
+efficiency = throughput with n workers / (n × throughput with 1 worker). The values of
+both are compared map by map. cProfile splits one trace's time between the masker (shap's
 ``Image.__call__``: OpenCV inpainting), the model (shap's ``Model.__call__``: the torch
 forward passes) and everything else.
 """
@@ -28,6 +31,7 @@ import logging
 import os
 import pstats
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,22 +63,27 @@ TARGET = (
 
 @dataclass(frozen=True)
 class Plan:
-    n_traces: int
+    traces_per_worker: int  # the larger parallel run: this many traces per worker
     max_evals: int
     batch_size: int
-    repeats: int
+    repeats: int  # of the parallel runs
     n_images: int  # demo images the model is trained on (the explained ones among them)
-    measure_startup: bool  # time the workers' start-up separately (else it counts as work)
+    #: time a small parallel run too, to separate start-up from throughput (else the
+    #: parallel throughput includes the start-up: fine for a smoke run)
+    marginal: bool
 
 
-FULL = Plan(
-    n_traces=4, max_evals=5000, batch_size=50, repeats=2, n_images=600, measure_startup=True
-)
-SMOKE = Plan(
-    n_traces=2, max_evals=120, batch_size=50, repeats=1, n_images=80, measure_startup=False
-)
-#: evaluations per trace of the untimed warm-up and start-up runs
+FULL = Plan(3, max_evals=5000, batch_size=50, repeats=2, n_images=600, marginal=True)
+SMOKE = Plan(1, max_evals=120, batch_size=50, repeats=1, n_images=80, marginal=False)
+#: evaluations per trace of the untimed warm-up
 WARMUP_EVALS = 60
+
+
+def per_trace_seconds(run: Callable[[Callable[[int, int], None]], Any]) -> tuple[list[float], Any]:
+    """Call ``run(progress)`` and time each trace from the progress callbacks."""
+    stamps = [time.perf_counter()]
+    result = run(lambda done, total: stamps.append(time.perf_counter()))
+    return list(np.diff(stamps)), result
 
 
 def time_split(fn: Callable[[], Any]) -> dict[str, float]:
@@ -106,13 +115,15 @@ def time_split(fn: Callable[[], Any]) -> dict[str, float]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = SMOKE if args.smoke else FULL
     repeats = args.repeats or plan.repeats
-    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n_workers = max(2, n_cores or 1)
+    n_workers = args.workers or max(2, common.usable_cores())
+    n_traces = n_workers * plan.traces_per_worker
     images, labels = demo_images(plan.n_images)
     sset = in_memory_set(images, labels)
     ckpt = trained_checkpoint(sset, epochs=2 if not args.smoke else 1)
     model = model_from_checkpoint(ckpt)
-    test = np.flatnonzero(sset.metadata["split"].to_numpy() == "test")[: plan.n_traces]
+    test = np.flatnonzero(sset.metadata["split"].to_numpy() == "test")[:n_traces]
+    if len(test) < n_traces:
+        raise common.BenchmarkError(f"{len(test)} test images, {n_traces} needed")
     with torch.no_grad():
         logits = model(torch.from_numpy(sset.as_float(test))).numpy()
     predicted = logits.argmax(axis=1)
@@ -128,39 +139,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = sset.metadata["trace_name"].to_numpy()[test]
     seeds = [trace_seed(cfg.seed, name) for name in names]
 
-    def reference_run() -> list[Any]:
-        return explain_study_way(
-            model, images[test], None, plan.max_evals, plan.batch_size, cfg.masker, seeds
-        )
+    def reference_run(progress: Callable[[int, int], None]) -> list[Any]:
+        out = []
+        for i, row in enumerate(test):
+            one = explain_study_way(
+                model, images[[row]], None, plan.max_evals, plan.batch_size, cfg.masker, [seeds[i]]
+            )
+            out += one
+            progress(i + 1, len(test))
+        return out
 
-    def quakeshap_run(workers: int) -> Any:
-        return explain_selection(sset, selection, ckpt, cfg, workers=workers)
+    def quakeshap_run(workers: int, n: int, progress: Any = None) -> Any:
+        return explain_selection(sset, selection.iloc[:n], ckpt, cfg, workers, progress)
 
     # untimed warm-up: numba compiles shap's partition code once per process
     warm = dataclasses.replace(cfg, max_evals=WARMUP_EVALS)
     explain_study_way(model, images[test[:1]], None, WARMUP_EVALS, plan.batch_size, cfg.masker)
     explain_selection(sset, selection.iloc[:1], ckpt, warm, workers=1)
-    # what starting the workers costs (spawn, imports, numba compilation), paid once per run
-    startup_s = 0.0
-    if plan.measure_startup:
-        startup_s, _ = common.time_call(
-            lambda: explain_selection(
-                sset, selection.iloc[:n_workers], ckpt, warm, workers=n_workers
-            )
-        )
 
-    reference_samples: list[float] = []
-    serial_samples: list[float] = []
-    parallel_samples: list[float] = []
-    parallel_seconds: list[float] = []
+    reference_seconds, reference_out = per_trace_seconds(reference_run)
+    serial_seconds, serial_out = per_trace_seconds(lambda p: quakeshap_run(1, n_traces, p))
+    parallel_samples, startup_samples = [], []
     for _ in range(repeats):
-        seconds, reference_out = common.time_call(reference_run)
-        reference_samples.append(len(test) / seconds)
-        seconds, serial_out = common.time_call(lambda: quakeshap_run(1))
-        serial_samples.append(len(test) / seconds)
-        seconds, parallel_out = common.time_call(lambda: quakeshap_run(n_workers))
-        parallel_seconds.append(seconds)
-        parallel_samples.append(len(test) / max(seconds - startup_s, 1e-9))
+        large_s, parallel_out = common.time_call(lambda: quakeshap_run(n_workers, n_traces))
+        if not plan.marginal:
+            parallel_samples.append(n_traces / large_s)
+            continue
+        small_s = common.time_call(lambda: quakeshap_run(n_workers, n_workers))[0]
+        if large_s <= small_s:
+            raise common.BenchmarkError(
+                f"{n_traces} traces took {large_s:.1f} s, {n_workers} took {small_s:.1f} s: "
+                "the machine is too busy to measure; run again when it is idle"
+            )
+        throughput = (n_traces - n_workers) / (large_s - small_s)
+        parallel_samples.append(throughput)
+        startup_samples.append(small_s - n_workers / throughput)
+    startup_s = float(np.median(startup_samples)) if startup_samples else None
 
     reference_maps = np.stack([np.moveaxis(r.values, -1, 0)[0] for r in reference_out])
     difference = np.abs(reference_maps.astype(np.float32) - parallel_out.values)
@@ -193,12 +207,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     profile_quakeshap = time_split(quakeshap_one)
 
-    reference = common.summarize(reference_samples, "traces/s", "higher", workers=1)
-    quakeshap = common.summarize(
-        parallel_samples, "traces/s", "higher", workers=n_workers, excludes_startup_s=startup_s
-    )
-    with_startup = [len(test) / s for s in parallel_seconds]
-    serial = common.summarize(serial_samples, "traces/s", "higher", workers=1)
+    reference = common.summarize([1 / s for s in reference_seconds], "traces/s", "higher")
+    quakeshap = common.summarize(parallel_samples, "traces/s", "higher", workers=n_workers)
+    serial = common.summarize([1 / s for s in serial_seconds], "traces/s", "higher", workers=1)
     efficiency = quakeshap["median"] / (n_workers * serial["median"])
     checks = [
         common.Check(
@@ -224,20 +235,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ),
     ]
     details = {
-        "n_traces": len(test),
+        "n_traces": n_traces,
         "max_evals": plan.max_evals,
         "batch_size": plan.batch_size,
         "masker": cfg.masker,
         "workers": n_workers,
         "quakeshap_serial": serial,
         "worker_startup_s": startup_s,
-        "quakeshap_parallel_with_startup": common.summarize(with_startup, "traces/s", "higher"),
         "projected_seconds_per_trace_at_study_size": {
             # the study's selection: 300 per class + misclassified + examples + week top-ups
             "n_traces": common.STUDY_SELECTION,
             "reference": 1 / reference["median"],
-            "quakeshap": (startup_s + common.STUDY_SELECTION / quakeshap["median"])
-            / common.STUDY_SELECTION,
+            "quakeshap": (startup_s or 0.0) / common.STUDY_SELECTION + 1 / quakeshap["median"],
         },
         "seconds_per_trace": {
             "reference": 1 / reference["median"],
@@ -259,7 +268,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return common.make_parser(__doc__.splitlines()[0])
+    parser = common.make_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: all cores, >= 2)"
+    )
+    return parser
 
 
 def main() -> int:
