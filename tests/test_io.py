@@ -68,6 +68,25 @@ def test_save_npy_roundtrip_and_bytes(tmp_path, rng):
     assert (tmp_path / "x.npy").read_bytes() == (tmp_path / "y.npy").read_bytes()
 
 
+@pytest.mark.parametrize("max_rows", [7, 100_000])
+def test_npy_row_writer_gives_numpy_save_bytes(tmp_path, rng, max_rows):
+    rows = (rng.random((7, 3, 4, 5)) * 255).astype(np.uint8)
+    with io.NpyRowWriter(tmp_path / "rows.npy", (3, 4, 5), np.uint8, max_rows) as out:
+        out.append(rows[:3])
+        out.append(rows[3:3])  # an empty chunk (all traces rejected) is fine
+        out.append(rows[3:])
+    np.save(tmp_path / "whole.npy", rows)
+    assert (tmp_path / "rows.npy").read_bytes() == (tmp_path / "whole.npy").read_bytes()
+
+
+def test_npy_row_writer_refuses_rows_of_another_shape_or_type(tmp_path):
+    with io.NpyRowWriter(tmp_path / "rows.npy", (3, 4), np.uint8, 10) as out:
+        with pytest.raises(ValueError, match=r"do not fit .*rows\.npy"):
+            out.append(np.zeros((2, 4, 3), np.uint8))
+        with pytest.raises(ValueError, match="do not fit"):
+            out.append(np.zeros((2, 3, 4), np.float32))
+
+
 def test_write_csv_has_no_index(tmp_path):
     path = tmp_path / "t.csv"
     io.write_csv(path, pd.DataFrame({"x": [1, 2]}))

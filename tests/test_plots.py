@@ -348,6 +348,12 @@ def test_figure_parameters_reach_the_figures(plots_project):
         specs = {s.filename: s.figure for s in plots.iter_figures(inputs, cfg, 100.0, 13.0)}
     assert tuple(specs["shap_mean_p_aligned.png"].get_size_inches()) == pytest.approx((7.0, 3.0))
     assert tuple(specs["dataset_overview.png"].get_size_inches()) == pytest.approx((7.0, 6.4))
+    overview = specs["dataset_overview.png"]
+    overview.draw_without_rendering()
+    by_label = {ax.get_ylabel(): ax.get_position() for ax in overview.axes}
+    beside = by_label["events per day"].y1 - by_label["SHAP value per trace (logit)"].y0
+    # the map fills the two rows beside it (an equal-aspect box would leave a gap)
+    assert by_label["latitude (°N)"].height > 0.8 * beside
     ax = specs["training_curves.png"].axes[0]
     assert ax.xaxis.label.get_fontsize() == pytest.approx(13.0)
     mean = specs["shap_mean_p_aligned.png"].axes[0].images[0].get_array()

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,62 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     """``numpy.save`` through a temporary file (the .npy header has no timestamp)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+class NpyRowWriter:
+    """Append rows to a ``.npy`` file whose final length is known only at the end.
+
+    The file gets the header of ``max_rows`` rows first, then the rows as they come, then
+    the header of the rows written: the same bytes as ``numpy.save`` of the whole array
+    (numpy pads the header so that the first dimension can grow in place), without
+    holding the array in memory or copying the file. Not atomic by itself: write inside
+    :func:`atomic_dir` or :func:`atomic_path`, which discard the file when anything fails.
+    """
+
+    def __init__(
+        self, path: Path, row_shape: tuple[int, ...], dtype: type[np.generic], max_rows: int
+    ) -> None:
+        self.path, self.row_shape, self.dtype = path, row_shape, np.dtype(dtype)
+        self.n_rows = 0
+        self._file = open(path, "wb")
+        self._header_size = self._file.write(self._header(max_rows))
+
+    def _header(self, n_rows: int) -> bytes:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (n_rows, *self.row_shape),
+            },
+        )
+        return header.getvalue()
+
+    def append(self, rows: np.ndarray) -> None:
+        if rows.shape[1:] != self.row_shape or rows.dtype != self.dtype:
+            raise ValueError(f"rows {rows.shape} {rows.dtype} do not fit {self.path}")
+        self._file.write(np.ascontiguousarray(rows).data)
+        self.n_rows += len(rows)
+
+    def __enter__(self) -> NpyRowWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                header = self._header(self.n_rows)
+                if len(header) != self._header_size:  # not with numpy's growth padding
+                    raise RuntimeError(f"{self.path}: the .npy header changed size")
+                self._file.seek(0)
+                self._file.write(header)
+        finally:
+            self._file.close()
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int) -> None:

@@ -797,7 +797,8 @@ def plot_event_map(ax: Axes, metadata: pd.DataFrame) -> ScalarMappable:
             fontweight="bold",
         )
     mid_lat = float(np.nanmean(events["source_latitude"]))
-    ax.set_aspect(1.0 / math.cos(math.radians(mid_lat)))
+    # true distances, with the axes filling their panel (the limits widen, not the box)
+    ax.set_aspect(1.0 / math.cos(math.radians(mid_lat)), adjustable="datalim")
     ax.set_xlabel("longitude (°E)")
     ax.set_ylabel("latitude (°N)")
     return ScalarMappable(norm, cmap)
