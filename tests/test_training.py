@@ -180,7 +180,7 @@ def test_train_fold_stops_early_and_keeps_the_best_epochs_weights(monkeypatch, r
     script = iter([(0.9, 0.50), (0.5, 0.75), (0.4, 0.75), (0.3, 0.70), (0.2, 0.9)])
     snapshots = []
 
-    def scripted(model, x, y, index, precision):
+    def scripted(model, x, y, index, precision, batch_size):
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         return next(script)
 
@@ -196,6 +196,8 @@ def test_train_fold_stops_early_and_keeps_the_best_epochs_weights(monkeypatch, r
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
     for k, v in result.state_dict.items():
         torch.testing.assert_close(v, snapshots[1][k], rtol=0, atol=0)
+        # trained channels_last, stored in the usual layout
+        assert v.is_contiguous(), k
     assert any(not torch.equal(result.state_dict[k], snapshots[3][k]) for k in result.state_dict)
 
 
