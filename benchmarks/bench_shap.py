@@ -10,12 +10,12 @@ quakeshap
     :func:`quakeshap.explain.explain_selection` (what the ``explain`` stage runs) with
     1 worker and with one worker per core.
 
-Throughput is traces per second. The serial runs are timed trace by trace. The parallel
-run's start-up (spawning the workers, imports, numba compiling shap's code) is paid once
-per stage run, whatever the number of traces: the parallel throughput is the marginal one,
-from two runs of ``n_workers`` and ``traces_per_worker × n_workers`` traces (their time
-difference divided by the difference in traces), and the start-up is what is left of the
-smaller run. A projection to a study-sized selection adds the start-up back. Scaling
+Throughput is traces per second. Each serial contender (the reference, quakeshap with one
+worker) runs in a fresh process of its own after an untimed warm-up trace, timed trace by
+trace. The parallel run's start-up (spawning the workers, imports, numba compiling shap's
+code in each) is paid once per stage run, whatever the number of traces: its throughput is
+the steady one, from the arrival of the ``n_workers``-th result to the last, and the
+start-up is reported apart (a projection to a study-sized selection adds it back). Scaling
 efficiency = throughput with n workers / (n × throughput with 1 worker). The values of
 both are compared map by map. cProfile splits one trace's time between the masker (shap's
 ``Image.__call__``: OpenCV inpainting), the model (shap's ``Model.__call__``: the torch
@@ -28,15 +28,17 @@ import argparse
 import cProfile
 import dataclasses
 import logging
+import multiprocessing
 import os
 import pstats
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from benchmarks import _common as common
@@ -63,27 +65,81 @@ TARGET = (
 
 @dataclass(frozen=True)
 class Plan:
-    traces_per_worker: int  # the larger parallel run: this many traces per worker
+    traces_per_worker: int  # the parallel run: this many traces per worker
     max_evals: int
     batch_size: int
-    repeats: int  # of the parallel runs
+    repeats: int  # of the parallel run
     n_images: int  # demo images the model is trained on (the explained ones among them)
-    #: time a small parallel run too, to separate start-up from throughput (else the
-    #: parallel throughput includes the start-up: fine for a smoke run)
-    marginal: bool
 
 
-FULL = Plan(3, max_evals=5000, batch_size=50, repeats=2, n_images=600, marginal=True)
-SMOKE = Plan(1, max_evals=120, batch_size=50, repeats=1, n_images=80, marginal=False)
+FULL = Plan(4, max_evals=5000, batch_size=50, repeats=2, n_images=600)
+SMOKE = Plan(1, max_evals=120, batch_size=50, repeats=1, n_images=80)
 #: evaluations per trace of the untimed warm-up
 WARMUP_EVALS = 60
 
 
 def per_trace_seconds(run: Callable[[Callable[[int, int], None]], Any]) -> tuple[list[float], Any]:
-    """Call ``run(progress)`` and time each trace from the progress callbacks."""
-    stamps = [time.perf_counter()]
-    result = run(lambda done, total: stamps.append(time.perf_counter()))
-    return list(np.diff(stamps)), result
+    """Call ``run(progress)``; the seconds from its start to each trace's ``progress`` call."""
+    start = time.perf_counter()
+    stamps: list[float] = []
+    result = run(lambda done, total: stamps.append(time.perf_counter() - start))
+    return stamps, result
+
+
+def steady_throughput(stamps: Sequence[float], n_workers: int) -> tuple[float, float]:
+    """Traces per second once every worker has finished its first trace, and how long
+    that took (the run's start-up: spawning, imports, compiling, plus one trace)."""
+    if len(stamps) <= n_workers:
+        return len(stamps) / stamps[-1], stamps[-1]
+    first = stamps[n_workers - 1]
+    return (len(stamps) - n_workers) / (stamps[-1] - first), first
+
+
+@dataclass(frozen=True)
+class SerialTask:
+    """What a serial contender needs, sent to a fresh process."""
+
+    sset: Any
+    selection: pd.DataFrame
+    ckpt: dict[str, Any]
+    cfg: ShapConfig
+    rows: np.ndarray  # rows of ``sset`` explained (the selection's traces)
+    seeds: list[int]
+
+
+def serial_contender(kind: str, task: SerialTask) -> tuple[list[float], Any]:
+    """Time ``kind`` (``reference`` or ``quakeshap``) trace by trace after an untimed
+    warm-up. Runs in a spawned process, so that neither side inherits the other's state."""
+    cfg = task.cfg
+    images = task.sset.images
+    if kind == "reference":
+        model = model_from_checkpoint(task.ckpt)
+        rows = task.rows
+        explain_study_way(model, images[rows[:1]], None, WARMUP_EVALS, cfg.batch_size, cfg.masker)
+
+        def run(progress: Callable[[int, int], None]) -> list[Any]:
+            out = []
+            for i, row in enumerate(rows):
+                out += explain_study_way(
+                    model, images[[row]], None, cfg.max_evals, cfg.batch_size, cfg.masker,
+                    [task.seeds[i]],
+                )  # fmt: skip
+                progress(i + 1, len(rows))
+            return out
+
+        stamps, out = per_trace_seconds(run)
+        return stamps, np.stack([np.moveaxis(r.values, -1, 0)[0] for r in out])
+    warm = dataclasses.replace(cfg, max_evals=WARMUP_EVALS)
+    explain_selection(task.sset, task.selection.iloc[:1], task.ckpt, warm, workers=1)
+    stamps, maps = per_trace_seconds(
+        lambda p: explain_selection(task.sset, task.selection, task.ckpt, cfg, 1, p)
+    )
+    return stamps, maps.values
+
+
+def in_fresh_process(kind: str, task: SerialTask) -> tuple[list[float], Any]:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(serial_contender, (kind, task))
 
 
 def time_split(fn: Callable[[], Any]) -> dict[str, float]:
@@ -138,51 +194,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     names = sset.metadata["trace_name"].to_numpy()[test]
     seeds = [trace_seed(cfg.seed, name) for name in names]
+    task = SerialTask(sset, selection, ckpt, cfg, test, seeds)
 
-    def reference_run(progress: Callable[[int, int], None]) -> list[Any]:
-        out = []
-        for i, row in enumerate(test):
-            one = explain_study_way(
-                model, images[[row]], None, plan.max_evals, plan.batch_size, cfg.masker, [seeds[i]]
-            )
-            out += one
-            progress(i + 1, len(test))
-        return out
-
-    def quakeshap_run(workers: int, n: int, progress: Any = None) -> Any:
-        return explain_selection(sset, selection.iloc[:n], ckpt, cfg, workers, progress)
-
-    # untimed warm-up: numba compiles shap's partition code once per process
-    warm = dataclasses.replace(cfg, max_evals=WARMUP_EVALS)
-    explain_study_way(model, images[test[:1]], None, WARMUP_EVALS, plan.batch_size, cfg.masker)
-    explain_selection(sset, selection.iloc[:1], ckpt, warm, workers=1)
-
-    reference_seconds, reference_out = per_trace_seconds(reference_run)
-    serial_seconds, serial_out = per_trace_seconds(lambda p: quakeshap_run(1, n_traces, p))
+    # each serial contender in a fresh process of its own, one after the other
+    reference_stamps, reference_maps = in_fresh_process("reference", task)
+    serial_stamps, serial_maps = in_fresh_process("quakeshap", task)
     parallel_samples, startup_samples = [], []
     for _ in range(repeats):
-        large_s, parallel_out = common.time_call(lambda: quakeshap_run(n_workers, n_traces))
-        if not plan.marginal:
-            parallel_samples.append(n_traces / large_s)
-            continue
-        small_s = common.time_call(lambda: quakeshap_run(n_workers, n_workers))[0]
-        if large_s <= small_s:
-            raise common.BenchmarkError(
-                f"{n_traces} traces took {large_s:.1f} s, {n_workers} took {small_s:.1f} s: "
-                "the machine is too busy to measure; run again when it is idle"
-            )
-        throughput = (n_traces - n_workers) / (large_s - small_s)
+        stamps, parallel_out = per_trace_seconds(
+            lambda p: explain_selection(sset, selection, ckpt, cfg, n_workers, p)
+        )
+        throughput, startup = steady_throughput(stamps, n_workers)
         parallel_samples.append(throughput)
-        startup_samples.append(small_s - n_workers / throughput)
-    startup_s = float(np.median(startup_samples)) if startup_samples else None
+        startup_samples.append(startup)
+    startup_s = float(np.median(startup_samples))
 
-    reference_maps = np.stack([np.moveaxis(r.values, -1, 0)[0] for r in reference_out])
     difference = np.abs(reference_maps.astype(np.float32) - parallel_out.values)
     equivalence = {
         "n_maps": len(reference_maps),
         "max_abs_difference_vs_reference": float(difference.max()),
         "max_abs_value": float(np.abs(reference_maps).max()),
-        "parallel_equals_serial": bool(np.array_equal(serial_out.values, parallel_out.values)),
+        "parallel_equals_serial": bool(np.array_equal(serial_maps, parallel_out.values)),
         "max_additivity_error": float(parallel_out.index["additivity_error"].max()),
         "note": (
             "the reference runs torch with its default threads, quakeshap with one per "
@@ -207,9 +239,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     profile_quakeshap = time_split(quakeshap_one)
 
-    reference = common.summarize([1 / s for s in reference_seconds], "traces/s", "higher")
+    reference = common.summarize(
+        [1 / s for s in np.diff(reference_stamps, prepend=0.0)], "traces/s", "higher"
+    )
     quakeshap = common.summarize(parallel_samples, "traces/s", "higher", workers=n_workers)
-    serial = common.summarize([1 / s for s in serial_seconds], "traces/s", "higher", workers=1)
+    serial = common.summarize(
+        [1 / s for s in np.diff(serial_stamps, prepend=0.0)], "traces/s", "higher", workers=1
+    )
     efficiency = quakeshap["median"] / (n_workers * serial["median"])
     checks = [
         common.Check(
@@ -246,7 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # the study's selection: 300 per class + misclassified + examples + week top-ups
             "n_traces": common.STUDY_SELECTION,
             "reference": 1 / reference["median"],
-            "quakeshap": (startup_s or 0.0) / common.STUDY_SELECTION + 1 / quakeshap["median"],
+            "quakeshap": startup_s / common.STUDY_SELECTION + 1 / quakeshap["median"],
         },
         "seconds_per_trace": {
             "reference": 1 / reference["median"],

@@ -29,6 +29,8 @@ from benchmarks._data import (
     selection_frame,
     write_pool,
 )
+from benchmarks.bench_shap import steady_throughput
+from benchmarks.bench_workflow import stage_seconds
 from benchmarks.reference.partition import explain_study_way
 from benchmarks.reference.spectrograms import read_study_png, run_study_loop, study_image
 from benchmarks.reference.training import (
@@ -325,6 +327,27 @@ def test_training_benchmark_smoke(tmp_path):
     result = _run_smoke("training", tmp_path)
     assert result["details"]["pure_compute"]["median"] > 0
     assert result["details"]["device"] == "cpu"
+
+
+def test_steady_throughput_leaves_out_each_workers_first_trace():
+    # 2 workers: first results after 10 s (start-up + one trace), then one per worker every 4 s
+    stamps = [10.0, 10.5, 14.0, 14.5, 18.0, 18.5]
+    throughput, startup = steady_throughput(stamps, 2)
+    assert throughput == pytest.approx(0.5)  # 2 workers / 4 s
+    assert startup == 10.5
+    # no trace after the first per worker: the whole run is all there is
+    assert steady_throughput([6.0, 8.0], 2) == (pytest.approx(0.25), 8.0)
+
+
+def test_stage_seconds_run_from_one_announcement_to_the_next():
+    lines = (
+        (1.0, "Running stage 'download':"),
+        (1.1, "> python stages/download.py"),
+        (4.0, "Running stage 'spectrograms':"),
+        (9.0, "Updating lock file 'dvc.lock'"),
+    )
+    run = common.ProcessRun(10.0, 0, "", lines)
+    assert stage_seconds(run) == {"download": 3.0, "spectrograms": 6.0}
 
 
 @pytest.mark.slow
