@@ -405,6 +405,8 @@ def test_importing_zenodo_get_leaves_ctrl_c_alone():
     """zenodo_get installs a SIGINT handler on import; quakeshap.zenodo puts it back."""
     code = (
         "import signal\n"
+        # a known start: a shell's background job starts with Ctrl+C ignored instead
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from quakeshap import zenodo\n"
         "zenodo._zenodo_get()\n"
         "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
