@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from quakeshap.io import write_json
+from quakeshap.files import write_json
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _common as common
-from quakeshap.io import write_text
+from quakeshap.files import write_text
 
 log = logging.getLogger("benchmarks.run_all")
 

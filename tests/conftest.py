@@ -76,11 +76,11 @@ def write_spectrogram_set(folder: Path, sset) -> Path:
     """Write a SpectrogramSet in the ``data/spectrograms/`` layout; returns ``folder``."""
     import json
 
-    from quakeshap import dataset, io
+    from quakeshap import dataset, files
 
     folder.mkdir(parents=True, exist_ok=True)
-    io.save_npy(folder / dataset.IMAGES_FILE, sset.images)
-    io.write_csv(folder / dataset.METADATA_FILE, sset.metadata)
+    files.save_npy(folder / dataset.IMAGES_FILE, sset.images)
+    files.write_csv(folder / dataset.METADATA_FILE, sset.metadata)
     axes = {"frequency_hz": sset.frequency_hz.tolist(), "time_s": sset.time_s.tolist()}
     (folder / dataset.AXES_FILE).write_text(json.dumps({**sset.axes, **axes}))
     return folder

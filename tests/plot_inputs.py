@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 from scipy import signal
 
-from quakeshap import io
+from quakeshap import files
 from quakeshap.dataset import ATTRIBUTE_COLUMNS, CLASS_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -121,9 +121,9 @@ def write_plot_inputs(
     images, freq, time = _spectrogram_images(waveforms)
     spec_dir = root / "data/spectrograms"
     spec_dir.mkdir(parents=True)
-    io.save_npy(spec_dir / "images.npy", images)
-    io.write_csv(spec_dir / "metadata.csv", meta)
-    io.write_json(
+    files.save_npy(spec_dir / "images.npy", images)
+    files.write_csv(spec_dir / "metadata.csv", meta)
+    files.write_json(
         spec_dir / "axes.json",
         {"frequency_hz": freq, "time_s": time, "quantization": "uint8", "nperseg": 64},
     )
@@ -150,8 +150,8 @@ def write_plot_inputs(
             "week": test["week"],
         }
     )
-    io.write_csv(root / "reports/evaluate/predictions.csv", predictions)
-    io.write_csv(root / "reports/evaluate/confusion.csv", predictions[["label", "predicted"]])
+    files.write_csv(root / "reports/evaluate/predictions.csv", predictions)
+    files.write_csv(root / "reports/evaluate/confusion.csv", predictions[["label", "predicted"]])
 
     # data/selection.csv
     sel_rows = []
@@ -176,7 +176,7 @@ def write_plot_inputs(
         sel_rows,
         columns=["trace_name", "group", "reason", "label", "predicted", "week", "explain_both"],
     )
-    io.write_csv(root / "data/selection.csv", selection)
+    files.write_csv(root / "data/selection.csv", selection)
 
     # data/shap
     pred_by_name = predictions.set_index("trace_name")
@@ -210,21 +210,21 @@ def write_plot_inputs(
     index = pd.DataFrame(idx_rows)
     shap_dir = root / "data/shap"
     shap_dir.mkdir(parents=True)
-    io.save_npy(shap_dir / "values.npy", values)
-    io.write_csv(shap_dir / "index.csv", index)
-    io.save_npy(
+    files.save_npy(shap_dir / "values.npy", values)
+    files.write_csv(shap_dir / "index.csv", index)
+    files.save_npy(
         shap_dir / "mean_p_aligned.npy",
         np.stack([values[index["class_index"] == c].mean(0) for c in (0, 1)]),
     )
-    io.save_npy(
+    files.save_npy(
         shap_dir / "mean_s_aligned.npy",
         np.stack([values[index["class_index"] == c, :, 10:69].mean(0) for c in (0, 1)]),
     )
     weeks = sorted(index["week"].unique())
-    io.save_npy(
+    files.save_npy(
         shap_dir / "weekly_mean.npy", np.stack([values[index["week"] == w].mean(0) for w in weeks])
     )
-    io.write_csv(
+    files.write_csv(
         shap_dir / "weekly.csv",
         pd.DataFrame({"week": weeks, "n_maps": [int((index["week"] == w).sum()) for w in weeks]}),
     )
@@ -238,8 +238,8 @@ def write_plot_inputs(
         ],
         columns=["fold", "epoch", "train_loss", "val_loss", "val_accuracy"],
     )
-    io.write_csv(root / "reports/train/history.csv", history)
-    io.write_csv(
+    files.write_csv(root / "reports/train/history.csv", history)
+    files.write_csv(
         root / "reports/data/rejected.csv",
         pd.DataFrame(
             {
@@ -250,12 +250,12 @@ def write_plot_inputs(
         ),
     )
     accuracy = float(predictions["correct"].mean())
-    io.write_json(root / "reports/metrics/train.json", {"chosen_fold": 1, "best_val_accuracy": 0.9})
-    io.write_json(
+    files.write_json(root / "reports/metrics/train.json", {"chosen_fold": 1, "best_val_accuracy": 0.9})
+    files.write_json(
         root / "reports/metrics/evaluate.json",
         {"accuracy": accuracy, "f1": 0.8123, "n_test": len(predictions)},
     )
-    io.write_json(
+    files.write_json(
         root / "reports/metrics/explain.json",
         {
             "n_maps": len(index),

@@ -65,7 +65,7 @@ def test_roc_auc_matches_sklearn_with_ties(rng):
 
 
 def test_single_class_test_set_has_null_auc(tmp_path):
-    from quakeshap.io import write_json
+    from quakeshap.files import write_json
 
     m = evaluation.classification_metrics(_table(["pre", "pre"], ["pre", "post"]))
     assert np.isnan(m["roc_auc"])

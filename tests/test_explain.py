@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from quakeshap import explain as ex
-from quakeshap import io
+from quakeshap import files
 from quakeshap.config import ShapConfig
 from quakeshap.dataset import (
     AXES_FILE,
@@ -96,9 +96,9 @@ def _write_inputs(
     """The explain stage's inputs under ``root``; returns the params file."""
     folder = root / "data" / "spectrograms"
     folder.mkdir(parents=True)
-    io.save_npy(folder / IMAGES_FILE, sset.images)
-    io.write_csv(folder / METADATA_FILE, sset.metadata)
-    io.write_json(
+    files.save_npy(folder / IMAGES_FILE, sset.images)
+    files.write_csv(folder / METADATA_FILE, sset.metadata)
+    files.write_json(
         folder / AXES_FILE,
         {
             "frequency_hz": FREQUENCY_HZ,
@@ -109,7 +109,7 @@ def _write_inputs(
     )
     (root / "models").mkdir()
     torch.save(ckpt, root / "models" / "model.pt")
-    io.write_csv(root / "data" / "selection.csv", selection)
+    files.write_csv(root / "data" / "selection.csv", selection)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["shap"].update({"max_evals": 120, "batch_size": 40, "workers": 1, **(shap or {})})
     (root / "params.yaml").write_text(yaml.safe_dump(params))

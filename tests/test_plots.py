@@ -15,7 +15,7 @@ import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
-from quakeshap import io, plots
+from quakeshap import files, plots
 from quakeshap.config import ConfigError, PlotsConfig
 from quakeshap.plots import PlotInputError
 from tests.plot_inputs import run_plots_stage
@@ -111,7 +111,7 @@ def test_missing_input_is_a_clear_error_and_writes_nothing(
 def test_inconsistent_shap_folder_is_rejected(plots_project, tmp_path, caplog):
     project = _copy_inputs(plots_project[0], tmp_path / "p")
     index = pd.read_csv(project / "data/shap/index.csv")
-    io.write_csv(project / "data/shap/index.csv", index.iloc[:-1])
+    files.write_csv(project / "data/shap/index.csv", index.iloc[:-1])
     with caplog.at_level(logging.ERROR):
         assert run_plots_stage(project) == 1
     assert "values.npy holds" in caplog.text and "index.csv" in caplog.text
@@ -372,5 +372,5 @@ def test_same_figure_renders_to_identical_bytes(rng, tmp_path):
         )
         fig.colorbar(mappable, ax=axes)
         paths.append(tmp_path / f"{k}.png")
-        io.save_figure(fig, paths[-1], dpi=40)
+        files.save_figure(fig, paths[-1], dpi=40)
     assert paths[0].read_bytes() == paths[1].read_bytes()

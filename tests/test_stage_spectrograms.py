@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quakeshap import io as quakeshap_io
+from quakeshap import files as quakeshap_files
 from quakeshap.config import load_params
 from quakeshap.dataset import ATTRIBUTE_COLUMNS, REQUIRED_COLUMNS, load_spectrogram_set
 from quakeshap.spectrogram import compute_spectrograms, quantize
@@ -210,8 +210,8 @@ def test_images_file_is_what_numpy_save_writes(stage, project: Project) -> None:
     buffer = io.BytesIO()
     np.save(buffer, images)
     assert (project.out / "images.npy").read_bytes() == buffer.getvalue()
-    # metadata.csv is streamed to disk: the bytes quakeshap.io.write_csv gives
-    quakeshap_io.write_csv(project.root / "expected.csv", metadata)
+    # metadata.csv is streamed to disk: the bytes quakeshap.files.write_csv gives
+    quakeshap_files.write_csv(project.root / "expected.csv", metadata)
     assert (project.out / "metadata.csv").read_bytes() == (
         project.root / "expected.csv"
     ).read_bytes()

@@ -21,7 +21,7 @@ import yaml
 
 from quakeshap import zenodo
 from quakeshap.config import ConfigError, ZenodoConfig
-from quakeshap.io import atomic_dir
+from quakeshap.files import atomic_dir
 from tests.zenodo_server import ZenodoServer, demo_record_archive, zip_entries
 
 RECORD = "4242"

@@ -3,8 +3,8 @@
 The package holds all the logic of the workflow; ``stages/`` holds one thin command-line
 script per DVC stage. Modules, one per concern:
 
-- :mod:`quakeshap.config`       params.yaml → frozen dataclasses, validated before any work.
-- :mod:`quakeshap.io`           atomic, deterministic writes (nothing half-written is ever cached).
+- :mod:`quakeshap.config`       params.yaml → frozen dataclasses, checked before any work.
+- :mod:`quakeshap.files`        atomic, deterministic writes (nothing half-written is cached).
 - :mod:`quakeshap.zenodo`       download and verify the Zenodo record.
 - :mod:`quakeshap.demo`         a physically motivated demo data set in the Zenodo layout.
 - :mod:`quakeshap.waveforms`    read and validate the raw layout (HDF5, CSV, similar-traces pickle).

@@ -96,9 +96,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from quakeshap.artifacts.raw import ATTRIBUTE_COLUMNS
 from quakeshap.config import DemoConfig
-from quakeshap.dataset import ATTRIBUTE_COLUMNS
-from quakeshap.io import atomic_path, write_csv
+from quakeshap.files import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Scores of the trained model on the test set (SPEC §3).
+"""Scores of the trained model on the test set (``docs/method.md`` §3).
 
 The positive class is ``post`` (aftershock), as in the study: precision, recall and F1 are
 those of ``post``, and ROC AUC ranks traces by their softmax probability of ``post``.
@@ -17,21 +17,11 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from quakeshap.dataset import CLASS_NAMES
+from quakeshap.artifacts.predictions import PREDICTION_COLUMNS
+from quakeshap.artifacts.spectrograms import SpectrogramSet
+from quakeshap.record import CLASS_NAMES
 
 log = logging.getLogger(__name__)
-
-#: columns of ``reports/evaluate/predictions.csv``
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    "trace_name",
-    "label",
-    "logit_pre",
-    "logit_post",
-    "probability",
-    "predicted",
-    "correct",
-    "week",
-)
 
 
 class EvaluationError(ValueError):
@@ -208,3 +198,16 @@ def weekly_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
 def confusion_table(predictions: pd.DataFrame) -> pd.DataFrame:
     """``label, predicted`` per test trace: the input of DVC's ``confusion`` plot template."""
     return predictions[["label", "predicted"]].reset_index(drop=True)
+
+
+def test_rows(data: SpectrogramSet, ckpt: dict[str, Any]) -> np.ndarray:
+    """Image indices of the test set: the traces the checkpoint lists as ``test_traces``.
+
+    Those are the ``split`` column's test split, plus the co-located traces under
+    ``train.exclude_colocated``; a checkpoint that does not list them (written by other
+    code) is tested on ``split == "test"``, with a warning.
+    """
+    if "test_traces" in ckpt:
+        return data.rows(ckpt["test_traces"])
+    log.warning("the checkpoint does not list its test traces: using split == 'test'")
+    return (data.metadata["split"] == "test").to_numpy().nonzero()[0]

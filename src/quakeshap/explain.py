@@ -1,4 +1,4 @@
-"""SHAP maps of the selected traces, computed in parallel, with additivity checked (SPEC §5).
+"""SHAP maps of the selected traces, in parallel, additivity checked (``docs/method.md`` §5).
 
 The study's method (the default, ``shap.explainer: partition``)
 ---------------------------------------------------------------
@@ -11,8 +11,9 @@ images::
 
 The model function handed to shap undoes that scaling with the minimum and maximum of the
 image being explained, ``x = u / 255 · (max x − min x) + min x``, applies the training
-normalisation and returns the two logits, as the study describes (SPEC §5; its spectrograms,
-read back from 8-bit PNGs, span 0..1, so the scaling is ``u = 255 x``). With the default ``uint8``
+normalisation and returns the two logits, as the study describes (``docs/method.md`` §5; its
+spectrograms, read back from 8-bit PNGs, span 0..1, so the scaling is ``u = 255 x``). With the
+default ``uint8``
 spectrograms (values ``k / 255``) the round trip is exact; with ``float32`` spectrograms the
 explained image is ``x`` rounded to 1/255 of its range, and ``f_x`` is the model on that image.
 
@@ -88,50 +89,34 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from quakeshap import io as qio
+from quakeshap import record
+from quakeshap.artifacts.selection import SELECTION_COLUMNS, WEEK_GROUP
+from quakeshap.artifacts.shap_set import INDEX_COLUMNS, ShapSet, class_mean_mask, in_group
+from quakeshap.artifacts.spectrograms import SpectrogramSet
 from quakeshap.config import ShapConfig, resolve_workers
-from quakeshap.dataset import CLASS_NAMES, SpectrogramSet
 from quakeshap.model import model_from_checkpoint, resolve_device
+from quakeshap.record import (
+    CLASS_NAMES,
+    P_ARRIVAL_S,
+    S_WINDOW_BEFORE_S,
+    STUDY_IMAGE_DURATION_S,
+    s_window_columns,
+)
 
 log = logging.getLogger(__name__)
 
 #: frequency bands (Hz) of the band metrics; the last band includes its upper edge
 BANDS_HZ: tuple[tuple[float, float], ...] = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50))
-#: P arrival in every trace (s from the trace start; SPEC §1)
-P_ARRIVAL_S = 5.0
-#: the study's S-aligned window: 8 s long, S at 4 s into it
-S_WINDOW_BEFORE_S = 4.0
-S_WINDOW_LENGTH_S = 8.0
-#: the study converted seconds to image columns as ``n_columns / 13 s`` (1300 samples at
-#: 100 Hz), although the 96 windows' centres span 0.32–12.67 s; kept for its S-aligned maps
-STUDY_IMAGE_DURATION_S = 13.0
 #: Monte Carlo samples per trace of the gradient explainer (shap's default)
 GRADIENT_SAMPLES = 200
 #: the smallest ``max_evals`` that splits the image at all (see :func:`check_max_evals`)
 MIN_PARTITION_EVALS = 4
-
-#: columns of ``data/shap/index.csv``
-INDEX_COLUMNS = (
-    "trace_name",
-    "class_index",
-    "class_name",
-    "groups",
-    "label",
-    "predicted",
-    "week",
-    "p_s_diff_sec",
-    "base_value",
-    "f_x",
-    "shap_sum",
-    "additivity_error",
-)
 
 
 class ExplainError(ValueError):
@@ -533,15 +518,10 @@ def run_jobs(
 
 def class_index(value: Any) -> int:
     """A class given as a name (``pre``/``post``) or an index → its index."""
-    if isinstance(value, str) and value in CLASS_NAMES:
-        return CLASS_NAMES.index(value)
     try:
-        index = int(value)
-    except (TypeError, ValueError):
-        index = -1
-    if index not in range(len(CLASS_NAMES)):
-        raise ExplainError(f"unknown class {value!r}; expected one of {list(CLASS_NAMES)}")
-    return index
+        return record.class_index(value)
+    except record.UnknownClassError as exc:
+        raise ExplainError(str(exc)) from None
 
 
 def _as_bool(value: Any) -> bool:
@@ -553,9 +533,6 @@ def _as_bool(value: Any) -> bool:
             return False
         raise ExplainError(f"selection column explain_both: {value!r} is not a boolean")
     return bool(value)
-
-
-SELECTION_COLUMNS = ("trace_name", "group", "label", "predicted", "week", "explain_both")
 
 
 @dataclass(frozen=True)
@@ -631,7 +608,7 @@ def explain_selection(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ShapMaps:
-    """Explain every selected trace (SPEC §5) and check additivity.
+    """Explain every selected trace (``docs/method.md`` §5) and check additivity.
 
     Parameters
     ----------
@@ -729,23 +706,13 @@ def draw_background(
 # --------------------------------------------------------------------------------------
 
 
-def s_window_columns(
-    n_columns: int,
-    duration_s: float = STUDY_IMAGE_DURATION_S,
-    length_s: float = S_WINDOW_LENGTH_S,
-) -> tuple[float, int]:
-    """Columns per second and window width of the study's S-aligned cut (96 → 59 columns)."""
-    per_s = n_columns / duration_s
-    return per_s, int(length_s * per_s)
-
-
 def align_on_s(
     maps: np.ndarray,
     p_s_diff_sec: np.ndarray | Sequence[float],
     p_arrival_s: float = P_ARRIVAL_S,
     duration_s: float = STUDY_IMAGE_DURATION_S,
 ) -> np.ndarray:
-    """Cut each map to the study's 8 s window with S at 4 s (SPEC §5).
+    """Cut each map to the study's 8 s window with S at 4 s (``docs/method.md`` §5).
 
     Column ``j`` of the result is column ``start + j`` of the map, with
     ``start = int((S − 4 s) · n / duration_s)``, ``S = p_arrival_s + p_s_diff_sec`` and the
@@ -867,19 +834,8 @@ def window_fractions(
         return parts / parts.sum(axis=1, keepdims=True)
 
 
-def class_map_mask(index: pd.DataFrame, class_idx: int) -> np.ndarray:
-    """Maps of the ``class`` group for one class: correctly classified traces of that
-    class (label = predicted = the class), explained for that class."""
-    groups = index["groups"].astype(str).str.split(";")
-    in_group = groups.map(lambda g: "class" in g).to_numpy(dtype=bool)
-    label = index["label"].map(class_index).to_numpy()
-    pred = index["predicted"].map(class_index).to_numpy()
-    explained = index["class_index"].to_numpy()
-    return in_group & (label == class_idx) & (pred == class_idx) & (explained == class_idx)
-
-
 def class_means(maps: np.ndarray, index: pd.DataFrame, n_classes: int = 2) -> np.ndarray:
-    """Per-class mean of the ``class``-group maps (:func:`class_map_mask`).
+    """Per-class mean of the maps :func:`~quakeshap.artifacts.shap_set.class_mean_mask` admits.
 
     ``maps`` may be the full maps or their S-aligned cuts; NaN columns (S windows past the
     image) are ignored. A class without maps gets an all-NaN mean.
@@ -890,7 +846,7 @@ def class_means(maps: np.ndarray, index: pd.DataFrame, n_classes: int = 2) -> np
     """
     out = np.full((n_classes, *maps.shape[1:]), np.nan, dtype=np.float32)
     for c in range(n_classes):
-        chosen = maps[class_map_mask(index, c)]
+        chosen = maps[class_mean_mask(index, c)]
         if len(chosen):
             with np.errstate(invalid="ignore"), _quiet_nanmean():
                 out[c] = np.nanmean(chosen.astype(np.float64), axis=0)
@@ -917,10 +873,8 @@ def weekly_means(maps: np.ndarray, index: pd.DataFrame) -> tuple[np.ndarray, pd.
     -------
     ``(n_weeks, *maps.shape[1:])`` float32 and a table ``week, n_maps`` (weeks ascending).
     """
-    groups = index["groups"].astype(str).str.split(";")
-    in_group = groups.map(lambda g: "week" in g).to_numpy(dtype=bool)
     pred = index["predicted"].map(class_index).to_numpy()
-    chosen = in_group & (index["class_index"].to_numpy() == pred)
+    chosen = in_group(index, WEEK_GROUP) & (index["class_index"].to_numpy() == pred)
     weeks = np.sort(index.loc[chosen, "week"].unique())
     means = np.zeros((len(weeks), *maps.shape[1:]), dtype=np.float32)
     counts = []
@@ -987,7 +941,7 @@ def summarize(
         "n_class_maps": {},
     }
     for c, name in enumerate(CLASS_NAMES):
-        mask = class_map_mask(index, c)
+        mask = class_mean_mask(index, c)
         metrics["n_class_maps"][name] = int(mask.sum())
         if mask.any():
             b = bands[mask].mean(axis=0)
@@ -1002,40 +956,22 @@ def summarize(
     return metrics
 
 
-@dataclass(frozen=True)
-class Aggregates:
-    """The mean maps written next to the maps."""
-
-    mean_p_aligned: np.ndarray  # (2, 33, 96, 3)
-    mean_s_aligned: np.ndarray  # (2, 33, 59, 3)
-    weekly_mean: np.ndarray  # (n_weeks, 33, 96, 3)
-    weekly: pd.DataFrame  # week, n_maps
-
-
 def aggregate(
     shap_maps: ShapMaps,
     duration_s: float = STUDY_IMAGE_DURATION_S,
     p_arrival_s: float = P_ARRIVAL_S,
-) -> Aggregates:
-    """Per-class means aligned on P and on S, and weekly means (SPEC §5)."""
+) -> ShapSet:
+    """The maps with their per-class means aligned on P and on S, and their weekly means
+    (``docs/method.md`` §5): the content of ``data/shap/``."""
     values, index = shap_maps.values, shap_maps.index
     p_s = index["p_s_diff_sec"].to_numpy(dtype=np.float64)
     aligned = align_on_s(values, p_s, p_arrival_s, duration_s)
     weekly_mean, weekly = weekly_means(values, index)
-    return Aggregates(
-        class_means(values, index, len(CLASS_NAMES)),
-        class_means(aligned, index, len(CLASS_NAMES)),
-        weekly_mean,
-        weekly,
+    return ShapSet(
+        values=values,
+        index=index,
+        mean_p_aligned=class_means(values, index, len(CLASS_NAMES)),
+        mean_s_aligned=class_means(aligned, index, len(CLASS_NAMES)),
+        weekly_mean=weekly_mean,
+        weekly=weekly,
     )
-
-
-def write_shap_folder(folder: str | Path, shap_maps: ShapMaps, aggregates: Aggregates) -> None:
-    """Write ``data/shap/`` atomically: all files appear together, or none (COMMON §6)."""
-    with qio.atomic_dir(folder) as tmp:
-        qio.save_npy(tmp / "values.npy", shap_maps.values.astype(np.float32))
-        qio.write_csv(tmp / "index.csv", shap_maps.index)
-        qio.save_npy(tmp / "mean_p_aligned.npy", aggregates.mean_p_aligned)
-        qio.save_npy(tmp / "mean_s_aligned.npy", aggregates.mean_s_aligned)
-        qio.save_npy(tmp / "weekly_mean.npy", aggregates.weekly_mean)
-        qio.write_csv(tmp / "weekly.csv", aggregates.weekly)

@@ -1,6 +1,6 @@
-"""The study's CNN2D and self-describing checkpoints.
+"""The study's CNN2D, rebuilt from its checkpoint.
 
-Architecture (SPEC §3), for an input of shape ``(n, 3, 33, 96)``::
+Architecture (``docs/method.md`` §3), for an input of shape ``(n, 3, 33, 96)``::
 
     conv3x3(3→32, pad 1) → BN → maxpool 2 → ReLU      (32, 16, 48)
     conv3x3(32→64, pad 1) → BN → maxpool 2 → ReLU     (64, 8, 24)
@@ -11,24 +11,23 @@ Architecture (SPEC §3), for an input of shape ``(n, 3, 33, 96)``::
 reused), so explainers that hook modules (shap's DeepExplainer, captum's DeepLift) see one
 module per use; the function computed is the study's.
 
-A checkpoint is a ``dict`` with ``state_dict``, ``model_config``, ``class_names`` and
-``normalization`` (per-channel mean and std of the train split's pixel values in [0, 1]),
-so that later stages rebuild the model from the file alone.
+The checkpoint format (weights, model configuration, class names, normalisation) is
+:mod:`quakeshap.artifacts.checkpoint`'s; :func:`model_from_checkpoint` rebuilds the model
+from it alone.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
+from quakeshap.artifacts.checkpoint import CheckpointError
 
-CHECKPOINT_KEYS = ("state_dict", "model_config", "class_names", "normalization")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -121,56 +120,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def make_checkpoint(
-    model: CNN2D,
-    class_names: list[str],
-    mean: list[float],
-    std: list[float],
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The self-describing checkpoint dict (weights on the CPU, plain Python metadata)."""
-    ckpt = {
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "model_config": asdict(model.config),
-        "class_names": list(class_names),
-        "normalization": {"mean": [float(m) for m in mean], "std": [float(s) for s in std]},
-    }
-    if extra:
-        ckpt.update(extra)
-    return ckpt
-
-
-def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
-    """Write a checkpoint atomically."""
-    from quakeshap.io import atomic_path
-
-    # through a file object: given a path, torch names the archive's inner folder after the
-    # (random) temporary file name, and the bytes would differ from one save to the next
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(ckpt, fh)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is unreadable or does not fit the data it is used on."""
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint (weights only: no code runs on load) and check its keys."""
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint; run `dvc repro train`") from None
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path}: not a readable quakeshap checkpoint ({exc})") from exc
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(
-            f"{path}: checkpoint lacks {missing}; it was not written by quakeshap"
-        )
-    return ckpt
-
-
 def model_from_checkpoint(
     ckpt: dict[str, Any],
     input_shape: tuple[int, int, int] | None = None,
@@ -181,7 +130,7 @@ def model_from_checkpoint(
     Parameters
     ----------
     ckpt
-        As returned by :func:`load_checkpoint`.
+        As returned by :func:`quakeshap.artifacts.checkpoint.load`.
     input_shape
         ``(channels, height, width)`` of the images it will see; a mismatch with the
         checkpoint's ``model_config`` is a :class:`CheckpointError`.

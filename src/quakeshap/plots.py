@@ -1,4 +1,4 @@
-"""The study's figures (SPEC §6), drawn from the pipeline's outputs.
+"""The study's figures (``docs/method.md`` §6), drawn from the pipeline's outputs.
 
 Two layers:
 
@@ -7,9 +7,10 @@ Two layers:
   files and never touch pyplot's global state, so a figure can be tested or re-used in a
   notebook as it is.
 * **Inputs and assembly**: :func:`load_inputs` reads everything the ``plots`` stage needs
-  (the COMMON data contracts) and checks it; :func:`iter_figures` yields every figure of the
-  report, with its stable file name and a one-line caption. The stage saves them with
-  :func:`quakeshap.io.save_figure` (PNG without timestamps) inside
+  (through each artefact's owner in :mod:`quakeshap.artifacts`) and checks it;
+  :func:`iter_figures` yields every figure of the report, with its stable file name and a
+  one-line caption. The stage saves them with
+  :func:`quakeshap.files.save_figure` (PNG without timestamps) inside
   ``matplotlib.rc_context(style(cfg))``.
 
 SHAP maps are ``(freq=33, time=96, channel=3)`` (RGB = E, N, Z) in logit units. For
@@ -19,13 +20,12 @@ model ignores fades out.
 
 Time axes: P-aligned maps use the spectrogram's own window centres (``axes.json``,
 0.32–12.67 s from the trace start, P at 5 s). S-aligned maps are the study's 8 s windows
-with S at 4 s (SPEC §5); they are drawn on that window's axis, 0–8 s, which is how the
+with S at 4 s (``docs/method.md`` §5); they are drawn on that window's axis, 0–8 s, which is how the
 study mapped columns to seconds (96 columns over 13 s).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -34,7 +34,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import matplotlib
 import matplotlib.dates as mdates
 import numpy as np
@@ -45,41 +44,38 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from quakeshap import record
+from quakeshap.artifacts import (
+    ArtifactError,
+    metrics,
+    predictions,
+    raw,
+    selection,
+    shap_set,
+)
+from quakeshap.artifacts import spectrograms as spectrogram_set
+from quakeshap.artifacts.selection import EXAMPLE_GROUP, MISCLASSIFIED_GROUP
+from quakeshap.artifacts.shap_set import class_mean_mask
+from quakeshap.artifacts.spectrograms import SpectrogramSet
 from quakeshap.config import ConfigError, PlotsConfig
-from quakeshap.dataset import CLASS_NAMES, DatasetError, SpectrogramSet, load_spectrogram_set
+from quakeshap.record import (
+    CHANNELS,
+    CLASS_NAMES,
+    MAINSHOCK_ORIGIN_UTC,
+    P_ARRIVAL_S,
+    S_WINDOW_BEFORE_S,
+    S_WINDOW_LENGTH_S,
+)
 
 log = logging.getLogger(__name__)
 
-#: Mw 6.5 Norcia mainshock, 2016-10-30 06:40:17 UTC: pre (foreshocks) before, post after
-MAINSHOCK_UTC = pd.Timestamp("2016-10-30 06:40:17", tz="UTC")
-#: P arrival in every trace: sample 500 at 100 Hz (SPEC §1)
-P_ARRIVAL_S = 5.0
-#: the study's S-aligned window: 8 s long, S at 4 s (SPEC §5)
-S_WINDOW_S = 8.0
-S_ALIGNED_AT_S = 4.0
-
 CLASS_COLORS: dict[str, str] = {"pre": "#1f6fb4", "post": "#d1492e"}
-CHANNEL_NAMES: tuple[str, str, str] = ("E", "N", "Z")
 #: the single-channel spectrogram colour map (the diverging ``plots.cmap`` is for SHAP)
 SPECTROGRAM_CMAP = "magma"
 WEEK_CMAP = "viridis"
 
-SELECTION_COLUMNS = ("trace_name", "group", "label", "predicted", "week")
-PREDICTION_COLUMNS = ("trace_name", "label", "logit_pre", "logit_post", "probability", "predicted")
-HISTORY_COLUMNS = ("fold", "epoch", "train_loss", "val_loss", "val_accuracy")
-REJECTED_COLUMNS = ("trace_name", "file", "reason")
-SHAP_INDEX_COLUMNS = (
-    "trace_name",
-    "class_index",
-    "class_name",
-    "groups",
-    "label",
-    "predicted",
-    "week",
-    "p_s_diff_sec",
-)
 #: selection groups that get a per-trace explanation figure, in drawing order
-EXPLAINED_GROUPS = ("misclassified", "example")
+EXPLAINED_GROUPS = (MISCLASSIFIED_GROUP, EXAMPLE_GROUP)
 
 
 class PlotInputError(ValueError):
@@ -93,18 +89,18 @@ class PlotInputError(ValueError):
 
 @dataclass(frozen=True)
 class InputPaths:
-    """Where the ``plots`` stage reads, per the COMMON data contracts (relative to the repo)."""
+    """Where the ``plots`` stage reads: each artefact's owner's path (relative to the repo)."""
 
-    raw: Path = Path("data/raw")
-    spectrograms: Path = Path("data/spectrograms")
-    selection: Path = Path("data/selection.csv")
-    shap: Path = Path("data/shap")
-    history: Path = Path("reports/train/history.csv")
-    rejected: Path = Path("reports/data/rejected.csv")
-    predictions: Path = Path("reports/evaluate/predictions.csv")
-    train_metrics: Path = Path("reports/metrics/train.json")
-    evaluate_metrics: Path = Path("reports/metrics/evaluate.json")
-    explain_metrics: Path = Path("reports/metrics/explain.json")
+    raw: Path = raw.PATH
+    spectrograms: Path = spectrogram_set.PATH
+    selection: Path = selection.PATH
+    shap: Path = shap_set.PATH
+    history: Path = metrics.HISTORY_PATH
+    rejected: Path = metrics.REJECTED_PATH
+    predictions: Path = predictions.PATH
+    train_metrics: Path = metrics.PATHS["train"]
+    evaluate_metrics: Path = metrics.PATHS["evaluate"]
+    explain_metrics: Path = metrics.PATHS["explain"]
 
     def under(self, root: str | Path) -> InputPaths:
         """The same layout below another folder (a temporary clone, a test's tmp_path)."""
@@ -113,23 +109,11 @@ class InputPaths:
 
 
 @dataclass(frozen=True)
-class ShapSet:
-    """The ``explain`` stage's output folder ``data/shap/``, loaded and checked."""
-
-    values: np.ndarray  # (n_maps, 33, 96, 3) float32, one map per (trace, explained class)
-    index: pd.DataFrame  # row i describes map i
-    mean_p_aligned: np.ndarray  # (2, 33, 96, 3): [pre, post]
-    mean_s_aligned: np.ndarray  # (2, 33, 59, 3)
-    weekly_mean: np.ndarray  # (n_weeks, 33, 96, 3)
-    weekly: pd.DataFrame  # week, n_maps; row i describes weekly_mean[i]
-
-
-@dataclass(frozen=True)
 class PlotInputs:
     """Everything the figures and the report are drawn from."""
 
     spectrograms: SpectrogramSet
-    shap: ShapSet
+    shap: shap_set.ShapSet
     selection: pd.DataFrame
     predictions: pd.DataFrame
     history: pd.DataFrame
@@ -145,108 +129,12 @@ class PlotInputs:
     waveforms: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def read_table(path: str | Path, columns: Sequence[str], what: str) -> pd.DataFrame:
-    """Read a CSV output of an earlier stage and check that it has ``columns``.
-
-    ``what`` names the producing stage for the error message (e.g. ``"evaluate"``).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PlotInputError(f"missing input {path}; run `dvc repro {what}` first")
-    try:
-        frame = pd.read_csv(path, dtype={"trace_name": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PlotInputError(f"{path}: not a readable CSV table ({exc})") from exc
-    absent = [c for c in columns if c not in frame.columns]
-    if absent:
-        raise PlotInputError(
-            f"{path} lacks column(s) {absent} (has {list(frame.columns)}); it was written by "
-            f"another version of the `{what}` stage: re-run `dvc repro {what}`"
-        )
-    return frame
-
-
-def read_json(path: str | Path, what: str) -> dict[str, Any]:
-    """Read a metrics JSON file of an earlier stage (a mapping at the top level)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PlotInputError(f"missing input {path}; run `dvc repro {what}` first")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PlotInputError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise PlotInputError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _load_array(path: Path, ndim: int) -> np.ndarray:
-    if not path.is_file():
-        raise PlotInputError(f"missing input {path}; run `dvc repro explain` first")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise PlotInputError(f"{path}: not a readable .npy array ({exc})") from exc
-    if array.ndim != ndim or array.shape[-1] != 3:
-        raise PlotInputError(
-            f"{path}: shape {array.shape}, expected {ndim} dimensions ending in 3 channels"
-        )
-    return array.astype(np.float32, copy=False)
-
-
-def load_shap_set(folder: str | Path, image_hw: tuple[int, int] | None = None) -> ShapSet:
-    """Read ``data/shap/`` and check that its files agree with each other.
-
-    Parameters
-    ----------
-    folder
-        The ``explain`` stage's output folder.
-    image_hw
-        ``(n_frequencies, n_times)`` of the spectrograms (33, 96); maps of another size are
-        an error (the folder is from another run).
-    """
-    folder = Path(folder)
-    values = _load_array(folder / "values.npy", 4)
-    mean_p = _load_array(folder / "mean_p_aligned.npy", 4)
-    mean_s = _load_array(folder / "mean_s_aligned.npy", 4)
-    weekly_mean = _load_array(folder / "weekly_mean.npy", 4)
-    index = read_table(folder / "index.csv", SHAP_INDEX_COLUMNS, "explain")
-    weekly = read_table(folder / "weekly.csv", ("week", "n_maps"), "explain")
-    hw = image_hw if image_hw is not None else tuple(values.shape[1:3])
-    problems = []
-    if values.shape[0] != len(index):
-        problems.append(f"values.npy holds {values.shape[0]} maps but index.csv {len(index)} rows")
-    if weekly_mean.shape[0] != len(weekly):
-        problems.append(
-            f"weekly_mean.npy holds {weekly_mean.shape[0]} maps but weekly.csv {len(weekly)} rows"
-        )
-    for name, array in (
-        ("values", values),
-        ("mean_p_aligned", mean_p),
-        ("weekly_mean", weekly_mean),
-    ):
-        if tuple(array.shape[1:3]) != tuple(hw):
-            problems.append(f"{name}.npy maps are {array.shape[1:3]}, the spectrograms {tuple(hw)}")
-    for name, array in (("mean_p_aligned", mean_p), ("mean_s_aligned", mean_s)):
-        if array.shape[0] != len(CLASS_NAMES) or array.shape[1] != hw[0]:
-            problems.append(
-                f"{name}.npy has shape {array.shape}, expected ({len(CLASS_NAMES)}, {hw[0]}, …, 3)"
-            )
-    if problems:
-        raise PlotInputError(
-            f"{folder} is inconsistent: " + "; ".join(problems) + ". Re-run `dvc repro explain`"
-        )
-    return ShapSet(values, index, mean_p, mean_s, weekly_mean, weekly)
-
-
 def class_name(value: Any) -> str:
     """A class given as its name (``"post"``) or its index (``1``), as its name."""
-    if isinstance(value, str) and value in CLASS_NAMES:
-        return value
     try:
-        return CLASS_NAMES[int(value)]
-    except (ValueError, TypeError, IndexError):
-        raise PlotInputError(f"unknown class {value!r}; expected one of {CLASS_NAMES}") from None
+        return record.class_name(value)
+    except record.UnknownClassError as exc:
+        raise PlotInputError(str(exc)) from None
 
 
 def traces_to_draw(
@@ -264,7 +152,7 @@ def traces_to_draw(
             if name not in explained:
                 explained.append(name)
     if example_trace is None:
-        examples = selection.loc[selection["group"] == "example", "trace_name"]
+        examples = selection.loc[selection["group"] == EXAMPLE_GROUP, "trace_name"]
         candidates = examples if len(examples) else selection["trace_name"]
         if not len(candidates):
             raise PlotInputError("data/selection.csv is empty: nothing to draw")
@@ -283,60 +171,28 @@ def traces_to_draw(
     return example_trace, tuple(explained)
 
 
-def waveform_file(raw: str | Path, station: str, label: str) -> Path:
-    """``<raw>/dset/data/catalogs/<STA>/<STA>_<label>.hdf5`` (SPEC §1)."""
-    return Path(raw) / "dset" / "data" / "catalogs" / station / f"{station}_{label}.hdf5"
-
-
-def read_waveforms(
-    raw: str | Path, metadata: pd.DataFrame, trace_names: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """Raw waveforms ``(3, n_samples)`` float64 (E, N, Z) of a few traces, by name.
-
-    The file of each trace follows from its ``receiver_name`` and ``label`` columns.
-    """
-    rows = metadata.set_index("trace_name").loc[list(dict.fromkeys(trace_names))]
-    out: dict[str, np.ndarray] = {}
-    for (station, label), group in rows.groupby(["receiver_name", "label"], sort=True):
-        path = waveform_file(raw, str(station), str(label))
-        if not path.is_file():
-            raise PlotInputError(f"missing input {path}; run `dvc repro download` first")
-        try:
-            h5 = h5py.File(path, "r")
-        except OSError as exc:
-            raise PlotInputError(f"{path}: not a readable HDF5 file ({exc})") from exc
-        with h5:
-            for name in group.index:
-                if name not in h5:
-                    raise PlotInputError(
-                        f"{path} has no trace {name!r}: data/raw and data/spectrograms are "
-                        "from different runs; run `dvc repro`"
-                    )
-                wave = np.asarray(h5[name][()], dtype=np.float64)
-                if wave.ndim != 2 or wave.shape[0] != 3:
-                    raise PlotInputError(f"{path}:{name} has shape {wave.shape}, expected (3, n)")
-                out[name] = wave
-    return {name: out[name] for name in trace_names}
-
-
 def load_inputs(paths: InputPaths, example_trace: str | None = None) -> PlotInputs:
     """Read and cross-check everything the ``plots`` stage draws from."""
     try:
-        spectra = load_spectrogram_set(paths.spectrograms, mmap=True)
-    except DatasetError as exc:
+        return _load_inputs(paths, example_trace)
+    except ArtifactError as exc:
         raise PlotInputError(str(exc)) from exc
-    shap_set = load_shap_set(paths.shap, spectra.image_shape[1:])
+
+
+def _load_inputs(paths: InputPaths, example_trace: str | None) -> PlotInputs:
+    spectra = spectrogram_set.load(paths.spectrograms, mmap=True)
+    shaps = shap_set.load(paths.shap, spectra.image_shape[1:])
     known = spectra.metadata["trace_name"]
-    unknown = sorted(set(shap_set.index["trace_name"]) - set(known))
+    unknown = sorted(set(shaps.index["trace_name"]) - set(known))
     if unknown:
         raise PlotInputError(
-            f"{paths.shap}/index.csv names trace(s) not in the spectrogram set, e.g. "
-            f"{unknown[:5]}; re-run `dvc repro explain`"
+            f"{paths.shap}/{shap_set.INDEX_FILE} names trace(s) not in the spectrogram set, "
+            f"e.g. {unknown[:5]}; re-run `dvc repro explain`"
         )
-    selection = read_table(paths.selection, SELECTION_COLUMNS, "select")
-    example, explained = traces_to_draw(selection, known.tolist(), example_trace)
-    predictions = read_table(paths.predictions, PREDICTION_COLUMNS, "evaluate")
-    missing = sorted(set(explained) - set(predictions["trace_name"]))
+    chosen = selection.load(paths.selection)
+    example, explained = traces_to_draw(chosen, known.tolist(), example_trace)
+    scored = predictions.load(paths.predictions)
+    missing = sorted(set(explained) - set(scored["trace_name"]))
     if missing:
         raise PlotInputError(
             f"{paths.predictions} has no prediction for explained trace(s) {missing[:5]}; "
@@ -345,23 +201,23 @@ def load_inputs(paths: InputPaths, example_trace: str | None = None) -> PlotInpu
     log.info(
         "%d traces, %d SHAP maps; example trace %s; %d trace(s) explained one by one",
         len(spectra),
-        len(shap_set.index),
+        len(shaps.index),
         example,
         len(explained),
     )
     return PlotInputs(
         spectrograms=spectra,
-        shap=shap_set,
-        selection=selection,
-        predictions=predictions,
-        history=read_table(paths.history, HISTORY_COLUMNS, "train"),
-        rejected=read_table(paths.rejected, REJECTED_COLUMNS, "spectrograms"),
-        train_metrics=read_json(paths.train_metrics, "train"),
-        evaluate_metrics=read_json(paths.evaluate_metrics, "evaluate"),
-        explain_metrics=read_json(paths.explain_metrics, "explain"),
+        shap=shaps,
+        selection=chosen,
+        predictions=scored,
+        history=metrics.load_history(paths.history),
+        rejected=metrics.load_rejected(paths.rejected),
+        train_metrics=metrics.load(paths.train_metrics, "train"),
+        evaluate_metrics=metrics.load(paths.evaluate_metrics, "evaluate"),
+        explain_metrics=metrics.load(paths.explain_metrics, "explain"),
         example_trace=example,
         explained_traces=explained,
-        waveforms=read_waveforms(paths.raw, spectra.metadata, [example, *explained]),
+        waveforms=raw.read_traces(paths.raw, spectra.metadata, [example, *explained]),
     )
 
 
@@ -459,17 +315,9 @@ def shap_trace_stats(values: np.ndarray, index: pd.DataFrame) -> pd.DataFrame:
 
 
 def class_mean_members(index: pd.DataFrame) -> pd.DataFrame:
-    """Rows of ``index`` that make up the per-class mean maps.
-
-    The ``class`` group's correctly classified traces, explained for their own class.
-    """
-    groups = index["groups"].astype(str).str.split(";")
-    in_class_group = groups.map(lambda g: "class" in g)
-    label = index["label"].map(class_name)
-    own = (index["class_name"].map(class_name) == label) & (
-        index["predicted"].map(class_name) == label
-    )
-    return index[in_class_group & own]
+    """Rows of ``index`` that make up the per-class mean maps
+    (:func:`~quakeshap.artifacts.shap_set.class_mean_mask`)."""
+    return index[class_mean_mask(index)]
 
 
 def aligned_arrivals(index: pd.DataFrame, aligned_to: Literal["P", "S"]) -> list[np.ndarray]:
@@ -483,7 +331,7 @@ def aligned_arrivals(index: pd.DataFrame, aligned_to: Literal["P", "S"]) -> list
     out = []
     for name in CLASS_NAMES:
         ps = members.loc[labels == name, "p_s_diff_sec"].to_numpy(dtype=np.float64)
-        out.append(P_ARRIVAL_S + ps if aligned_to == "P" else S_ALIGNED_AT_S - ps)
+        out.append(P_ARRIVAL_S + ps if aligned_to == "P" else S_WINDOW_BEFORE_S - ps)
     return out
 
 
@@ -529,7 +377,7 @@ def plot_waveforms(
     if len(ax_list) != 3:
         raise ValueError(f"plot_waveforms needs one or three Axes, got {len(ax_list)}")
     scale = max(float(np.nanmax(np.abs(waveform))), np.finfo(float).tiny)
-    for k, (ax, name) in enumerate(zip(ax_list, CHANNEL_NAMES, strict=True)):
+    for k, (ax, name) in enumerate(zip(ax_list, CHANNELS, strict=True)):
         if stacked:
             ax.plot(t, waveform[k] / scale * 0.45 + (2 - k), lw=0.5, color="black")
         else:
@@ -541,7 +389,7 @@ def plot_waveforms(
             ax.axvspan(window_s, t[-1], color="0.85", lw=0, zorder=0)
         ax.set_xlim(t[0], t[-1])
     if stacked:
-        axes.set_yticks([2, 1, 0], list(CHANNEL_NAMES))
+        axes.set_yticks([2, 1, 0], list(CHANNELS))
         axes.set_ylim(-0.7, 2.7)
     ax_list[0].legend(loc="upper right", ncols=2, frameon=False)
     ax_list[-1].set_xlabel("time from trace start (s)")
@@ -581,7 +429,7 @@ def plot_spectrogram(
             vmin=0.0,
             vmax=1.0,
         )
-        ax.set_title(f"{CHANNEL_NAMES[channel]} component")
+        ax.set_title(f"{CHANNELS[channel]} component")
     _mark_phases(ax, p_arrival_s, s_arrival_s)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz)")
@@ -670,10 +518,10 @@ def plot_mean_shap(
         phase_s, other = P_ARRIVAL_S, "S"
         xlabel = "time from trace start (s)"
     else:
-        step = S_WINDOW_S / maps.shape[2]
+        step = S_WINDOW_LENGTH_S / maps.shape[2]
         columns = (np.arange(maps.shape[2]) + 0.5) * step
-        phase_s, other = S_ALIGNED_AT_S, "P"
-        xlabel = f"time in the S-aligned window (s), S at {S_ALIGNED_AT_S:g} s"
+        phase_s, other = S_WINDOW_BEFORE_S, "P"
+        xlabel = f"time in the S-aligned window (s), S at {S_WINDOW_BEFORE_S:g} s"
     display = maps.mean(axis=-1)
     vmax = symmetric_limit(display)
     extent = cell_extent(columns, frequency_hz)
@@ -745,7 +593,7 @@ def plot_events_per_day(ax: Axes, metadata: pd.DataFrame) -> None:
             align="edge",
         )
     ax.axvline(
-        MAINSHOCK_UTC.tz_localize(None).to_datetime64(),
+        MAINSHOCK_ORIGIN_UTC.tz_localize(None).to_datetime64(),
         color="black",
         lw=1.0,
         ls="--",
@@ -838,7 +686,9 @@ def plot_shap_distribution(ax: Axes, stats: pd.DataFrame) -> None:
 
 
 def plot_dataset_overview(fig: Figure, metadata: pd.DataFrame, shap_stats: pd.DataFrame) -> None:
-    """SPEC §6.1: travel times, events per day, epicentres by week, SHAP value ranges.
+    """Travel times, events per day, epicentres by week, SHAP value ranges.
+
+    Figure §6.1 of ``docs/method.md``.
 
     Parameters
     ----------
@@ -882,7 +732,9 @@ def plot_trace(
     window_s: float | None = None,
     title: str | None = None,
 ) -> None:
-    """SPEC §6.2: one trace's three components and its spectrogram per channel and as RGB.
+    """One trace's three components and its spectrogram per channel and as RGB.
+
+    Figure §6.2 of ``docs/method.md``.
 
     ``waveform`` ``(3, n_samples)`` E, N, Z; ``image`` ``(3, 33, 96)`` in [0, 1]; arrivals
     and ``window_s`` (the part the spectrogram uses) in seconds from the trace start.
@@ -918,7 +770,9 @@ def plot_weekly_shap(
     week_classes: Mapping[int, str] | None = None,
     max_columns: int = 6,
 ) -> None:
-    """SPEC §6.4: the mean SHAP map of each ISO week, one panel per week, one shared scale.
+    """The mean SHAP map of each ISO week, one panel per week, one shared scale.
+
+    Figure §6.4 of ``docs/method.md``.
 
     ``maps`` ``(n_weeks, 33, 96, 3)``; ``weeks`` and ``n_maps`` describe its rows;
     ``week_classes`` optionally names each week's class (``pre``/``post``) in its title.
@@ -982,7 +836,9 @@ def plot_explained_trace(
     cmap: Colormap,
     title: str,
 ) -> None:
-    """SPEC §6.5: waveforms, spectrogram and the SHAP map of each explained class.
+    """Waveforms, spectrogram and the SHAP map of each explained class.
+
+    Figure §6.5 of ``docs/method.md``.
 
     Parameters
     ----------
@@ -1020,7 +876,9 @@ def plot_explained_trace(
 
 
 def plot_confusion_matrix(ax: Axes, labels: Sequence[Any], predicted: Sequence[Any]) -> np.ndarray:
-    """SPEC §6.6: counts and row percentages of (true label, predicted label).
+    """Counts and row percentages of (true label, predicted label).
+
+    Figure §6.6 of ``docs/method.md``.
 
     Returns the ``(2, 2)`` matrix drawn (rows = label, columns = prediction; pre, post).
     """
@@ -1118,11 +976,11 @@ def iter_figures(
         Seconds of each trace the spectrogram uses (``n_samples / sampling_rate_hz``).
     """
     cmap = resolve_cmap(cfg.cmap)
-    spectra, shap_set = inputs.spectrograms, inputs.shap
+    spectra, shaps = inputs.spectrograms, inputs.shap
     meta = spectra.metadata
     freq, time = spectra.frequency_hz, spectra.time_s
     rows = {name: i for i, name in enumerate(meta["trace_name"])}
-    stats = shap_trace_stats(shap_set.values, shap_set.index)
+    stats = shap_trace_stats(shaps.values, shaps.index)
 
     fig = _figure(cfg, 1.6)
     plot_dataset_overview(fig, meta, stats)
@@ -1158,11 +1016,11 @@ def iter_figures(
         fig,
     )
 
-    for aligned_to, maps in (("P", shap_set.mean_p_aligned), ("S", shap_set.mean_s_aligned)):
+    for aligned_to, maps in (("P", shaps.mean_p_aligned), ("S", shaps.mean_s_aligned)):
         fig = _figure(cfg, 0.75)
         axes = fig.subplots(1, 2, sharey=True)
         mappable = plot_mean_shap(
-            axes, maps, aligned_to, aligned_arrivals(shap_set.index, aligned_to), freq, time, cmap
+            axes, maps, aligned_to, aligned_arrivals(shaps.index, aligned_to), freq, time, cmap
         )
         fig.colorbar(mappable, ax=axes, label="mean SHAP (logit), RGB mean", shrink=0.9)
         other = "S" if aligned_to == "P" else "P"
@@ -1174,14 +1032,14 @@ def iter_figures(
             fig,
         )
 
-    weekly = shap_set.weekly
+    weekly = shaps.weekly
     week_classes = (
-        shap_set.index.drop_duplicates("week").set_index("week")["label"].map(class_name).to_dict()
+        shaps.index.drop_duplicates("week").set_index("week")["label"].map(class_name).to_dict()
     )
     fig = _figure(cfg, max(1.0, 0.45 * math.ceil(len(weekly) / 6)))
     plot_weekly_shap(
         fig,
-        shap_set.weekly_mean,
+        shaps.weekly_mean,
         weekly["week"].tolist(),
         weekly["n_maps"].tolist(),
         freq,
@@ -1200,12 +1058,10 @@ def iter_figures(
     predictions = inputs.predictions.set_index("trace_name")
     selection_groups = inputs.selection.groupby("trace_name")["group"].apply(list)
     for name in inputs.explained_traces:
-        mine = shap_set.index["trace_name"] == name
+        mine = shaps.index["trace_name"] == name
         maps = {
-            CLASS_NAMES.index(class_name(c)): shap_set.values[i]
-            for i, c in zip(
-                np.flatnonzero(mine), shap_set.index.loc[mine, "class_name"], strict=True
-            )
+            CLASS_NAMES.index(class_name(c)): shaps.values[i]
+            for i, c in zip(np.flatnonzero(mine), shaps.index.loc[mine, "class_name"], strict=True)
         }
         if not maps:
             raise PlotInputError(

@@ -23,12 +23,17 @@ import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from quakeshap.dataset import CLASS_NAMES
+from quakeshap.artifacts.metrics import REJECTED_COLUMNS
+from quakeshap.record import CLASS_NAMES
 
+#: the ``plots`` stage's outputs: the figures, and the page that embeds them
+FIGURES_DIR = Path("reports/figures")
+REPORT_FILE = Path("reports/index.html")
 #: rejected traces listed one by one up to this many; beyond it, only counts per reason
 MAX_REJECTED_ROWS = 200
 
@@ -282,7 +287,7 @@ def render_report(
         "</summary>" + params_html(params) + "</details></section>"
     )
     reasons = rejected["reason"].astype(str).value_counts().sort_index()
-    rejected_rows = rejected[["trace_name", "file", "reason"]].head(MAX_REJECTED_ROWS)
+    rejected_rows = rejected[list(REJECTED_COLUMNS)].head(MAX_REJECTED_ROWS)
     more = len(rejected) - len(rejected_rows)
     sections.append(
         '<section id="data"><h2>Data</h2>'
@@ -293,7 +298,7 @@ def render_report(
         + f"<h3>Rejected traces ({len(rejected)})</h3>"
         + (
             html_table(["reason", "traces"], [[r, int(n)] for r, n in reasons.items()])
-            + html_table(["trace_name", "file", "reason"], rejected_rows.itertuples(index=False))
+            + html_table(list(REJECTED_COLUMNS), rejected_rows.itertuples(index=False))
             + (
                 f'<p class="note">… and {more} more in <code>reports/data/rejected.csv</code>.</p>'
                 if more > 0

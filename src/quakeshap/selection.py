@@ -35,22 +35,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quakeshap.artifacts.selection import GROUPS, SELECTION_COLUMNS
 from quakeshap.config import SelectConfig
-from quakeshap.dataset import CLASS_NAMES
+from quakeshap.record import CLASS_NAMES
 
 log = logging.getLogger(__name__)
 
-GROUPS: tuple[str, ...] = ("class", "misclassified", "example", "week")
-#: columns of ``data/selection.csv``
-SELECTION_COLUMNS: tuple[str, ...] = (
-    "trace_name",
-    "group",
-    "reason",
-    "label",
-    "predicted",
-    "week",
-    "explain_both",
-)
 _NEEDED = ("trace_name", "label", "predicted", "correct", "week", "logit_pre", "logit_post")
 
 

@@ -1,4 +1,4 @@
-"""The study's RGB spectrograms (SPEC §2), vectorised over blocks of traces.
+"""The study's RGB spectrograms (``docs/method.md`` §2), vectorised over blocks of traces.
 
 For each trace, each of the three channels (E, N, Z) gets
 ``scipy.signal.spectrogram(x[:n_samples], fs, nperseg=64, noverlap=51)`` with scipy's
@@ -47,7 +47,12 @@ from scipy import fft as sp_fft
 from scipy import signal
 
 from quakeshap import waveforms as wf
-from quakeshap.config import SpectrogramConfig
+from quakeshap.artifacts import metrics
+from quakeshap.artifacts import spectrograms as spectrogram_set
+from quakeshap.config import Params, SpectrogramConfig, resolve_workers
+from quakeshap.files import remove_outputs
+from quakeshap.record import to_uint8
+from quakeshap.splits import assign_split, associato_ids, read_similar_traces
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +294,7 @@ def quantize(images: np.ndarray, quantization: str) -> np.ndarray:
     """Images in [0, 1] as stored: ``uint8`` = ``floor(255 x)`` (what ``imsave`` wrote), or
     ``float32`` = ``x``. Same shape as ``images``."""
     if quantization == "uint8":
-        scaled = np.clip(images * 255.0, 0.0, 255.0)
-        return scaled.astype(np.uint8)  # truncation = floor for values >= 0, as imsave did
+        return to_uint8(images)
     if quantization == "float32":
         return images.astype(np.float32)
     raise SpectrogramError(
@@ -366,7 +370,7 @@ def stream_images(
         Threads computing chunks; 1 = this thread only.
     """
     names = catalog["trace_name"].to_numpy()
-    files = catalog["hdf5_file"].to_numpy()
+    hdf5_files = catalog["hdf5_file"].to_numpy()
     reasons = None if skip is None else skip.to_numpy()
     transform = _preprocessing(cfg)
     dtype = QUANTIZED_DTYPES[cfg.quantization]
@@ -376,7 +380,7 @@ def stream_images(
     # allocator does not fragment over thousands of chunks, so memory stays flat
     buffers = threading.local()
 
-    with wf.WaveformReader(raw_root, files) as reader:
+    with wf.WaveformReader(raw_root, hdf5_files) as reader:
 
         def images_of(start: int) -> ImageChunk:
             stop = min(start + cfg.chunk_size, len(catalog))
@@ -385,7 +389,7 @@ def stream_images(
             chunk = reader.read_chunk(
                 start,
                 names[start:stop],
-                files[start:stop],
+                hdf5_files[start:stop],
                 cfg.n_samples,
                 None if reasons is None else reasons[start:stop],
                 transform,
@@ -421,3 +425,61 @@ def _preprocessing(cfg: SpectrogramConfig) -> Callable[[np.ndarray], np.ndarray]
     return functools.partial(
         wf.preprocess_waveforms, sampling_rate_hz=cfg.sampling_rate_hz, cfg=cfg.preprocess
     )
+
+
+def build_spectrogram_set(
+    params: Params, raw: Path, out: Path, rejected_csv: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``spectrograms`` stage's work: ``data/raw/`` → the spectrogram set in ``out``.
+
+    Reads the catalogue of the stations in ``spectrogram.stations``, assigns the train/test
+    split (``split``) and the co-located groups, streams the waveforms chunk by chunk
+    through the optional preprocessing and the study's spectrogram, and writes the set
+    (:mod:`quakeshap.artifacts.spectrograms`) and the rejected traces (``rejected_csv``).
+    Fails (:class:`~quakeshap.artifacts.raw.WaveformError`) when more than
+    ``spectrogram.max_rejected_fraction`` of the listed traces are rejected; nothing is
+    left half-written.
+
+    Returns
+    -------
+    The metadata written and the rejections.
+    """
+    cfg = params.spectrogram
+    remove_outputs(out, rejected_csv)  # a failed run leaves nothing stale behind
+    catalog = wf.read_catalog(raw, cfg.stations)
+    similar = read_similar_traces(raw, cfg.stations)
+    catalog["split"] = assign_split(catalog, params.split)
+    catalog["associato"] = associato_ids(catalog["trace_name"], similar)
+    workers = resolve_workers(cfg.workers)
+    log.info(
+        "%d traces listed for %s; %d worker thread(s)",
+        len(catalog),
+        ", ".join(cfg.stations),
+        workers,
+    )
+    frequency_hz, time_s = spectrogram_axes(cfg)
+    image_shape = (3, len(frequency_hz), len(time_s))
+    names = catalog["trace_name"].to_numpy()
+    kept: list[np.ndarray] = []
+    rejected: dict[int, str] = {}
+    # images stream to disk chunk by chunk: memory is bounded by the chunk size
+    with spectrogram_set.writing(
+        out, image_shape, QUANTIZED_DTYPES[cfg.quantization], len(catalog)
+    ) as writer:
+        skip = wf.row_rejections(catalog)
+        for chunk in stream_images(catalog, raw, cfg, skip=skip, workers=workers):
+            rejected.update(chunk.rejected)
+            writer.append(chunk.images)
+            kept.append(chunk.rows)
+            if cfg.export_png:
+                for row, image in zip(chunk.rows, chunk.images, strict=True):
+                    save_png(image, writer.png_dir / f"{names[row]}.png")
+        rows = np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
+        rejections = wf.rejection_table(catalog, rejected)
+        for row in rejections.itertuples():
+            log.debug("rejected %s (%s): %s", row.trace_name, row.file, row.reason)
+        wf.check_rejections(rejections, len(catalog), cfg.max_rejected_fraction, raw)
+        metadata = wf.metadata_table(catalog.iloc[rows], cfg.sampling_rate_hz)
+        writer.finish(metadata, spectrogram_set.axes_record(cfg, frequency_hz, time_s))
+        metrics.write_rejected(rejected_csv, rejections)
+    return metadata, rejections

@@ -41,9 +41,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from quakeshap.artifacts.metrics import HISTORY_COLUMNS
+from quakeshap.artifacts.spectrograms import SpectrogramSet
 from quakeshap.config import TrainConfig
-from quakeshap.dataset import CLASS_NAMES, SpectrogramSet
-from quakeshap.model import CNN2D, ModelConfig, make_checkpoint, resolve_device
+from quakeshap.model import CNN2D, ModelConfig, resolve_device
+from quakeshap.record import CLASS_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -509,9 +511,9 @@ class CrossValidation:
     def history(self) -> pd.DataFrame:
         """One row per (fold, epoch): fold, epoch, train_loss, val_loss, val_accuracy."""
         rows = [row for fold in self.folds for row in fold.history]
-        return pd.DataFrame(
-            rows, columns=["fold", "epoch", "train_loss", "val_loss", "val_accuracy"]
-        ).astype({"fold": "int64", "epoch": "int64"})
+        return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype(
+            {"fold": "int64", "epoch": "int64"}
+        )
 
 
 def cross_validate(
@@ -655,16 +657,16 @@ def train_model(
     names = data.metadata["trace_name"].astype(str).to_numpy()
     normalization = {"mean": mean.tolist(), "std": std.tolist()}
 
-    def checkpoint(fold: FoldResult, extra: dict[str, Any]) -> dict[str, Any]:
+    def fold_checkpoint(fold: FoldResult, extra: dict[str, Any]) -> dict[str, Any]:
         with torch.random.fork_rng(devices=[]):  # the throw-away initialisation draws numbers
             net = CNN2D(cv.model_config)
         net.load_state_dict(fold.state_dict)
         info = {"fold": fold.fold, "best_epoch": fold.best_epoch, **extra}
-        return make_checkpoint(net, list(CLASS_NAMES), normalization["mean"],
+        return checkpoint.make(net, list(CLASS_NAMES), normalization["mean"],
                                normalization["std"], extra=info)  # fmt: skip
 
     best = cv.best_fold
-    model = checkpoint(
+    model = fold_checkpoint(
         best,
         {
             "train_traces": names[split.train].tolist(),
@@ -701,7 +703,7 @@ def train_model(
     }
     return TrainingRun(
         model=model,
-        folds={f.fold: checkpoint(f, {}) for f in cv.folds},
+        folds={f.fold: fold_checkpoint(f, {}) for f in cv.folds},
         metrics=metrics,
         history=cv.history(),
         split=split,

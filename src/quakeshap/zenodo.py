@@ -20,7 +20,7 @@ With ``data.source: zenodo`` the ``download`` stage calls :func:`fetch_record`, 
    (:func:`check_layout`).
 
 The stage then inventories the folder with :func:`write_manifest` (also used for the demo
-data). The target folder is expected to be a temporary one (:func:`quakeshap.io.atomic_dir`),
+data). The target folder is expected to be a temporary one (:func:`quakeshap.files.atomic_dir`),
 so that any failure leaves no half-filled ``data/raw/`` behind.
 
 Why not simply ``zenodo_get.download()``: zenodo-get 3.1.0 hard-wires the API root to
@@ -56,7 +56,7 @@ import httpx2
 from loguru import logger as loguru_logger
 
 from quakeshap.config import ZenodoConfig
-from quakeshap.io import write_json
+from quakeshap.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -639,7 +639,7 @@ def fetch_record(
         ``data.zenodo``.
     target
         An empty folder, normally the temporary one of
-        :func:`quakeshap.io.atomic_dir` for ``data/raw/``. Archives are unpacked into it;
+        :func:`quakeshap.files.atomic_dir` for ``data/raw/``. Archives are unpacked into it;
         any other selected file is copied to its top level.
     cache_dir
         Download folder kept between runs (``data/.zenodo-cache/<record_id>/``).

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from loguru import logger as loguru_logger
 
-from quakeshap.config import ConfigError, load_params
+from quakeshap.artifacts import raw
+from quakeshap.config import load_params
 from quakeshap.demo import DemoError, write_demo_dataset
-from quakeshap.io import atomic_dir
+from quakeshap.files import atomic_dir
+from quakeshap.stages import run_stage
 from quakeshap.zenodo import ManifestError, ZenodoError, fetch_record, write_manifest
 
 log = logging.getLogger("quakeshap.stages.download")
@@ -28,7 +30,7 @@ log = logging.getLogger("quakeshap.stages.download")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--out", type=Path, default=raw.PATH)
     parser.add_argument(
         "--cache",
         type=Path,
@@ -38,29 +40,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def download(params_path: Path, out: Path, cache: Path) -> None:
+    """Fill ``out`` with the demo data set or the Zenodo record, and its manifest."""
+    data = load_params(params_path).data
+    with atomic_dir(out) as tmp:
+        if data.source == "demo":
+            write_demo_dataset(data.demo, tmp)
+        else:
+            fetch_record(
+                data.zenodo,
+                tmp,
+                cache / data.zenodo.record_id,
+                verbosity=3 if sys.stderr.isatty() else 2,  # 3 = progress bars
+            )
+        write_manifest(tmp)
+    log.info("%s ready (source: %s)", out, data.source)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # zenodo_get logs through loguru; quakeshap.zenodo forwards it to `logging` instead
     loguru_logger.remove()
-    try:
-        data = load_params(args.params).data
-        with atomic_dir(args.out) as tmp:
-            if data.source == "demo":
-                write_demo_dataset(data.demo, tmp)
-            else:
-                fetch_record(
-                    data.zenodo,
-                    tmp,
-                    args.cache / data.zenodo.record_id,
-                    verbosity=3 if sys.stderr.isatty() else 2,  # 3 = progress bars
-                )
-            write_manifest(tmp)
-    except (ConfigError, DemoError, ZenodoError, ManifestError, OSError) as exc:
-        log.error("%s", exc)
-        return 1
-    log.info("%s ready (source: %s)", args.out, data.source)
-    return 0
+    return run_stage(
+        "download",
+        lambda: download(args.params, args.out, args.cache),
+        errors=(DemoError, ZenodoError, ManifestError, OSError),
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quakeshap import dataset, io
+from quakeshap import dataset, files
 from quakeshap.dataset import DatasetError
 
 
@@ -18,13 +18,13 @@ def _write_set(folder, rng, n=4, dtype=np.uint8, drop=None):
         images = rng.integers(0, 256, size=(n, 3, 33, 96), dtype=np.uint8)
     else:
         images = rng.random((n, 3, 33, 96)).astype(np.float32)
-    io.save_npy(folder / dataset.IMAGES_FILE, images)
+    files.save_npy(folder / dataset.IMAGES_FILE, images)
     meta = {c: [f"{c}{i}" for i in range(n)] for c in dataset.REQUIRED_COLUMNS}
     meta["label"] = ["pre", "post"] * (n // 2)
     frame = pd.DataFrame(meta)
     if drop:
         frame = frame.drop(columns=[drop])
-    io.write_csv(folder / dataset.METADATA_FILE, frame)
+    files.write_csv(folder / dataset.METADATA_FILE, frame)
     axes = {"frequency_hz": np.linspace(0, 50, 33).tolist(), "time_s": np.arange(96).tolist()}
     (folder / dataset.AXES_FILE).write_text(json.dumps(axes))
     return images
@@ -60,6 +60,6 @@ def test_missing_file_column_and_mismatch(tmp_path, rng):
     with pytest.raises(DatasetError, match=r"lacks column\(s\) \['week'\]"):
         dataset.load_spectrogram_set(tmp_path / "nocol")
     _write_set(tmp_path / "mix", rng)
-    io.save_npy(tmp_path / "mix" / dataset.IMAGES_FILE, np.zeros((5, 3, 33, 96), np.uint8))
+    files.save_npy(tmp_path / "mix" / dataset.IMAGES_FILE, np.zeros((5, 3, 33, 96), np.uint8))
     with pytest.raises(DatasetError, match="mixes two runs"):
         dataset.load_spectrogram_set(tmp_path / "mix")

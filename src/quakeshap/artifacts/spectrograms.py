@@ -1,25 +1,29 @@
-"""The spectrogram data set on disk: ``data/spectrograms/``.
-
-Three files, written together by the ``spectrograms`` stage and read by every later stage:
+"""``data/spectrograms/``: the spectrogram set, written by the ``spectrograms`` stage and
+read by every later stage.
 
 ``images.npy``
     ``(n_traces, 3, 33, 96)``; ``uint8`` holding ``floor(255 x)`` (the study's PNG values,
     the default) or ``float32`` holding ``x`` in [0, 1]. Channel order E, N, Z (R, G, B).
 ``metadata.csv``
     Row ``i`` describes image ``i``: the study's 17 attribute columns, then ``label``
-    (``pre``/``post``), ``split`` (``train``/``test``), ``associato`` (co-located group id,
-    0 = none), ``week`` (ISO week of ``trace_start_time``), ``filename`` (as the study named
-    its PNG files) and SeisBench-style columns of our own (``station_code``,
+    (``pre``/``post``), ``split`` (``train``/``test``), ``filename`` (as the study named
+    its PNG files), ``associato`` (co-located group id, 0 = none), ``week`` (ISO week of
+    ``trace_start_time``) and SeisBench-style columns of our own (``station_code``,
     ``trace_p_arrival_sample``, ``trace_s_arrival_sample``, ``trace_p_arrival_s``,
     ``trace_s_arrival_s``).
 ``axes.json``
     ``frequency_hz`` (33 values), ``time_s`` (96 values, centre of each window from the
-    start of the trace), ``quantization``, and the spectrogram parameters used.
+    start of the trace), ``quantization``, and the spectrogram parameters used
+    (:func:`axes_record`).
+``png/``
+    Only with ``spectrogram.export_png``: one study-style PNG per image.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,29 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: index 0 = pre (foreshock), 1 = post (aftershock); the positive class is "post"
-CLASS_NAMES: tuple[str, str] = ("pre", "post")
+from quakeshap import files
+from quakeshap.artifacts import ArtifactError
+from quakeshap.artifacts.raw import ATTRIBUTE_COLUMNS
+from quakeshap.config import SpectrogramConfig, to_dict
+from quakeshap.record import CHANNELS, CLASS_NAMES, P_ARRIVAL_S, to_unit
 
-#: the study's attribute columns, in the study's order
-ATTRIBUTE_COLUMNS: tuple[str, ...] = (
-    "trace_name",
-    "trace_start_time",
-    "network_code",
-    "receiver_name",
-    "receiver_type",
-    "receiver_elevation_m",
-    "receiver_latitude",
-    "receiver_longitude",
-    "source_id",
-    "source_depth_km",
-    "source_latitude",
-    "source_longitude",
-    "source_magnitude",
-    "source_origin_time",
-    "p_travel_sec",
-    "s_travel_sec",
-    "p_s_diff_sec",
-)
+#: where the ``spectrograms`` stage writes the set
+PATH = Path("data/spectrograms")
+IMAGES_FILE = "images.npy"
+METADATA_FILE = "metadata.csv"
+AXES_FILE = "axes.json"
+PNG_DIR = "png"
 
 #: columns every later stage may rely on
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -62,12 +55,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "trace_s_arrival_s",
 )
 
-IMAGES_FILE = "images.npy"
-METADATA_FILE = "metadata.csv"
-AXES_FILE = "axes.json"
 
-
-class DatasetError(ValueError):
+class DatasetError(ArtifactError):
     """The spectrogram folder is missing, incomplete or inconsistent."""
 
 
@@ -90,10 +79,7 @@ class SpectrogramSet:
 
     def as_float(self, index: np.ndarray | slice | None = None) -> np.ndarray:
         """Pixel values in [0, 1] as float32, ``(n, 3, 33, 96)``: what the model sees."""
-        images = self.images if index is None else self.images[index]
-        if images.dtype == np.uint8:
-            return images.astype(np.float32) / np.float32(255.0)
-        return images.astype(np.float32, copy=False)
+        return to_unit(self.images if index is None else self.images[index])
 
     def labels(self) -> np.ndarray:
         """Class indices (0 = pre, 1 = post), ``(n,)`` int64."""
@@ -116,7 +102,80 @@ class SpectrogramSet:
         return position.loc[names].to_numpy(dtype=np.int64)
 
 
-def load_spectrogram_set(folder: str | Path, mmap: bool = False) -> SpectrogramSet:
+def axes_record(
+    cfg: SpectrogramConfig, frequency_hz: np.ndarray, time_s: np.ndarray
+) -> dict[str, Any]:
+    """``axes.json``: the image axes and every spectrogram parameter that made them."""
+    return {
+        "frequency_hz": frequency_hz,
+        "time_s": time_s,
+        "quantization": cfg.quantization,
+        "channels": list(CHANNELS),
+        "stations": list(cfg.stations),
+        "sampling_rate_hz": cfg.sampling_rate_hz,
+        "n_samples": cfg.n_samples,
+        "nperseg": cfg.nperseg,
+        "noverlap": cfg.noverlap,
+        "window": "tukey(0.25)",
+        "log_floor": cfg.log_floor,
+        "p_arrival_s": P_ARRIVAL_S,
+        "preprocess": to_dict(cfg.preprocess),
+    }
+
+
+class SetWriter:
+    """The open temporary folder of :func:`writing`: images go in by chunks, then
+    :meth:`finish` writes the metadata and the axes."""
+
+    def __init__(self, folder: Path, images: files.NpyRowWriter) -> None:
+        self.folder, self.images = folder, images
+        self.finished = False
+
+    @property
+    def png_dir(self) -> Path:
+        """Where the optional study-style PNG files go (created on first use)."""
+        path = self.folder / PNG_DIR
+        path.mkdir(exist_ok=True)
+        return path
+
+    def append(self, images: np.ndarray) -> None:
+        self.images.append(images)
+
+    def finish(self, metadata: pd.DataFrame, axes: dict[str, Any]) -> None:
+        # straight into the temporary folder, in pieces: files.write_csv's bytes, without
+        # the whole text in memory
+        metadata.to_csv(self.folder / METADATA_FILE, index=False, lineterminator="\n")
+        files.write_json(self.folder / AXES_FILE, axes)
+        self.finished = True
+
+
+@contextlib.contextmanager
+def writing(
+    folder: str | Path, image_shape: tuple[int, int, int], dtype: type[np.generic], max_rows: int
+) -> Iterator[SetWriter]:
+    """Write a spectrogram set atomically, images streamed to disk chunk by chunk.
+
+    The folder appears complete when the block ends after :meth:`SetWriter.finish`, and
+    not at all (an earlier one stays) when the block fails.
+    """
+    with files.atomic_dir(folder) as tmp:
+        with files.NpyRowWriter(tmp / IMAGES_FILE, image_shape, dtype, max_rows) as images:
+            writer = SetWriter(tmp, images)
+            yield writer
+        if not writer.finished:
+            raise RuntimeError(f"{folder}: the spectrogram set was left without metadata")
+
+
+def write(
+    folder: str | Path, images: np.ndarray, metadata: pd.DataFrame, axes: dict[str, Any]
+) -> None:
+    """Write a whole spectrogram set held in memory (fixtures, benchmarks)."""
+    with writing(folder, images.shape[1:], images.dtype.type, len(images)) as out:
+        out.append(images)
+        out.finish(metadata, axes)
+
+
+def load(folder: str | Path = PATH, mmap: bool = False) -> SpectrogramSet:
     """Read ``data/spectrograms/`` and check that its three files agree.
 
     Parameters
@@ -157,3 +216,11 @@ def load_spectrogram_set(folder: str | Path, mmap: bool = False) -> SpectrogramS
             f"{paths[IMAGES_FILE]} holds {images.shape[2:]}"
         )
     return SpectrogramSet(images, metadata, frequency_hz, time_s, axes)
+
+
+def load_trace_names(folder: str | Path = PATH) -> pd.Series:
+    """The ``trace_name`` column of ``metadata.csv`` alone (cheap: no images are read)."""
+    path = Path(folder) / METADATA_FILE
+    if not path.is_file():
+        raise DatasetError(f"{path} not found; run `dvc repro spectrograms` first")
+    return pd.read_csv(path, usecols=["trace_name"], dtype=str)["trace_name"]

@@ -1,11 +1,11 @@
 """Stage ``plots``: the study's figures (``reports/figures/``) and ``reports/index.html``.
 
-Reads the outputs of every earlier stage (see ``dvc.yaml``), draws each figure of SPEC §6
-with :mod:`quakeshap.plots` and embeds them in the one-page report of
+Reads the outputs of every earlier stage (see ``dvc.yaml``), draws each figure of
+``docs/method.md`` §6 with :mod:`quakeshap.plots` and embeds them in the one-page report of
 :mod:`quakeshap.report`. Both outputs are written atomically: on any error the previous
 ones stay as they were.
 
-    python stages/plots.py [--params params.yaml] [--root .]
+    python -m quakeshap.stages.plots [--params params.yaml] [--root .]
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from pathlib import Path
 
 import matplotlib
 
-from quakeshap import io, plots, report
-from quakeshap.config import ConfigError, load_params, load_yaml
+from quakeshap import files, plots, report
+from quakeshap.config import load_params, load_yaml
+from quakeshap.report import FIGURES_DIR, REPORT_FILE
+from quakeshap.stages import run_stage
 
 log = logging.getLogger("quakeshap.stages.plots")
-
-FIGURES_DIR = Path("reports/figures")
-REPORT_FILE = Path("reports/index.html")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,9 +41,9 @@ def run(params_path: Path, root: Path) -> None:
     window_s = params.spectrogram.n_samples / sampling_rate_hz
 
     embedded: list[report.ReportFigure] = []
-    with matplotlib.rc_context(plots.style(cfg)), io.atomic_dir(root / FIGURES_DIR) as tmp:
+    with matplotlib.rc_context(plots.style(cfg)), files.atomic_dir(root / FIGURES_DIR) as tmp:
         for spec in plots.iter_figures(inputs, cfg, sampling_rate_hz, window_s):
-            io.save_figure(spec.figure, tmp / spec.filename, cfg.dpi)
+            files.save_figure(spec.figure, tmp / spec.filename, cfg.dpi)
             png = (tmp / spec.filename).read_bytes()
             embedded.append(report.ReportFigure(spec.filename, spec.title, spec.caption, png))
             log.info("drew %s", spec.filename)
@@ -57,7 +56,7 @@ def run(params_path: Path, root: Path) -> None:
             explain_metrics=inputs.explain_metrics,
             figures=embedded,
         )
-    io.write_text(root / REPORT_FILE, page)
+    files.write_text(root / REPORT_FILE, page)
     log.info(
         "wrote %d figures to %s and %s (%.1f MB)",
         len(embedded),
@@ -69,14 +68,8 @@ def run(params_path: Path, root: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     matplotlib.use("Agg")
-    try:
-        run(args.params, args.root)
-    except (ConfigError, plots.PlotInputError) as exc:
-        log.error("%s", exc)
-        return 1
-    return 0
+    return run_stage("plots", lambda: run(args.params, args.root), errors=(plots.PlotInputError,))
 
 
 if __name__ == "__main__":

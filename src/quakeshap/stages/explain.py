@@ -1,0 +1,100 @@
+"""Stage ``explain``: SHAP maps of the selected traces (``docs/method.md`` §5).
+
+Reads ``data/spectrograms/``, ``models/model.pt`` and ``data/selection.csv``; writes
+``data/shap/`` (maps, index, mean maps: :mod:`quakeshap.artifacts.shap_set`) and
+``reports/metrics/explain.json``. The metrics hold no timings, so that the same inputs give
+the same bytes; the wall time is logged, and ``--timing FILE`` writes it to a file outside
+the DAG (for benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from quakeshap.artifacts import checkpoint, metrics, selection, shap_set
+from quakeshap.artifacts import spectrograms as spectrogram_set
+from quakeshap.config import load_params
+from quakeshap.explain import (
+    ExplainError,
+    aggregate,
+    check_config,
+    explain_selection,
+    image_timing,
+    summarize,
+)
+from quakeshap.files import remove_outputs, write_json
+from quakeshap.model import DeviceError
+from quakeshap.stages import run_stage
+
+log = logging.getLogger("quakeshap.stages.explain")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--spectrograms", type=Path, default=spectrogram_set.PATH)
+    parser.add_argument("--model", type=Path, default=checkpoint.PATH)
+    parser.add_argument("--selection", type=Path, default=selection.PATH)
+    parser.add_argument("--out", type=Path, default=shap_set.PATH)
+    parser.add_argument("--metrics", type=Path, default=metrics.PATHS["explain"])
+    parser.add_argument(
+        "--workers", type=int, default=None, help="override shap.workers (benchmarks)"
+    )
+    parser.add_argument(
+        "--timing", type=Path, default=None, help="also write the wall time to this JSON file"
+    )
+    return parser.parse_args(argv)
+
+
+def explain(args: argparse.Namespace) -> None:
+    cfg = load_params(args.params).shap
+    check_config(cfg)  # a bad masker or max_evals fails before anything is read
+    remove_outputs(args.out, args.metrics)
+    sset = spectrogram_set.load(args.spectrograms)
+    chosen = selection.load(args.selection)
+    ckpt = checkpoint.load(args.model)
+    quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+    with tqdm(desc="explain", unit="trace", disable=quiet) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        maps = explain_selection(sset, chosen, ckpt, cfg, args.workers, progress)
+    duration_s, p_arrival_s = image_timing(sset.axes)
+    summary = summarize(maps, sset.frequency_hz, sset.time_s, cfg, duration_s, p_arrival_s)
+    shap_set.write(args.out, aggregate(maps, duration_s, p_arrival_s))
+    metrics.write(args.metrics, summary)
+    n_traces = summary["n_traces"]
+    log.info(
+        "%d map(s) of %d trace(s) in %.1f s (%.2f s per trace); additivity error max %.2e",
+        summary["n_maps"],
+        n_traces,
+        maps.seconds,
+        maps.seconds / n_traces,
+        summary["additivity_error_max"],
+    )
+    if args.timing is not None:
+        write_json(
+            args.timing,
+            {
+                "seconds": maps.seconds,
+                "n_traces": n_traces,
+                "seconds_per_trace": maps.seconds / n_traces,
+            },
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_stage("explain", lambda: explain(args), errors=(DeviceError, ExplainError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Stage ``select``: pick the test traces to explain (``docs/method.md`` §4).
+
+Reads ``reports/evaluate/predictions.csv`` (and ``data/spectrograms/metadata.csv`` to word
+errors about example names); writes ``data/selection.csv``, one row per (trace, group), and
+``reports/metrics/select.json`` (counts per group, including requests capped by what exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from quakeshap.artifacts import metrics, predictions, selection
+from quakeshap.artifacts import spectrograms as spectrogram_set
+from quakeshap.config import load_params
+from quakeshap.selection import SelectionError, select_traces
+from quakeshap.stages import run_stage
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", type=Path)
+    parser.add_argument("--predictions", default=predictions.PATH, type=Path)
+    parser.add_argument("--spectrograms", default=spectrogram_set.PATH, type=Path)
+    parser.add_argument("--out", default=selection.PATH, type=Path)
+    parser.add_argument("--summary", default=metrics.PATHS["select"], type=Path)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def work() -> None:
+        cfg = load_params(args.params).select
+        table = predictions.load(args.predictions)
+        known = spectrogram_set.load_trace_names(args.spectrograms)
+        chosen = select_traces(table, cfg, known_traces=set(known))
+        selection.write(args.out, chosen.table)
+        metrics.write(args.summary, chosen.summary)
+
+    return run_stage("select", work, errors=(SelectionError,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
