@@ -3,8 +3,10 @@
 Each ``bench_<stage>.py`` times quakeshap and the study's way of doing the same work, in the
 same run, on the same data, and writes ``benchmarks/results/<name>.json``; ``run_all`` runs
 them all (``make bench``). The study's way lives in :mod:`benchmarks.reference`, written from
-the method in SPEC.md, never in the library; ``tests/test_benchmarks.py`` checks that it
-computes the same values as quakeshap, so that every ratio compares like with like.
+the method in docs/method.md, never in the library; ``tests/test_benchmarks.py`` checks that
+it computes the same values as quakeshap, so that every ratio compares the same work. Each
+result says what resources each side had (threads, worker processes): where quakeshap uses
+every core and the study's way one, the result gives the one-thread ratio as well.
 
 Run one from the repository root::
 

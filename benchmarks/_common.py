@@ -8,7 +8,7 @@ A result file ``benchmarks/results/<name>.json`` holds::
     reference   {median, unit, samples, ...}: the study's way
     quakeshap   {median, unit, samples, ...}: quakeshap's way, same data, same run
     ratio       speed-up of quakeshap over the reference (> 1 = quakeshap is faster)
-    target      the issue's target, in words
+    target      the target, in words
     checks      [{name, value, op, threshold, met, description}]: every target as a number
     met         all checks met (null when the benchmark only reports)
     details     whatever else the benchmark measured (scaling tables, profiles, ...)
@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from quakeshap.files import write_json
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 SCHEMA_VERSION = 1
-#: about how many traces the study's selection explains (SPEC §4: 300 per class, the
-#: misclassified, two examples, weekly top-ups); one-off set-up costs are spread over it
+#: about how many traces the study's selection explains (docs/method.md §4: 300 per class,
+#: the misclassified, two examples, weekly top-ups); one-off set-up costs are spread over it
 STUDY_SELECTION = 650
 REQUIRED_KEYS = ("name", "mode", "machine", "reference", "quakeshap", "ratio", "target", "met")
 
@@ -260,6 +262,22 @@ def check_process(run: ProcessRun, what: str) -> ProcessRun:
     return run
 
 
+def write_params(source: Path, target: Path, overrides: dict[str, Any]) -> Path:
+    """Write ``source`` (a ``params.yaml``) to ``target`` with existing dotted keys changed
+    (``{"spectrogram.workers": 1}``); returns ``target``. Comments are not kept."""
+    params = yaml.safe_load(source.read_text())
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        section = params
+        for name in parents:
+            section = section[name]
+        if leaf not in section:
+            raise BenchmarkError(f"{source} has no key {dotted}")
+        section[leaf] = value
+    target.write_text(yaml.safe_dump(params, sort_keys=False))
+    return target
+
+
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for child processes: this interpreter's ``bin`` first on PATH."""
     env = dict(os.environ)
@@ -276,7 +294,7 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def make_result(
     name: str,
-    mode: str,
+    mode: str | argparse.Namespace,
     reference: dict[str, Any],
     quakeshap: dict[str, Any],
     target: str,
@@ -285,7 +303,12 @@ def make_result(
     report_only: bool = False,
     machine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a result dict (see the module docstring); ``met`` is null when report-only."""
+    """Assemble a result dict (see the module docstring); ``met`` is null when report-only.
+
+    ``mode`` is ``"smoke"`` or ``"full"``, or the parsed arguments that say which.
+    """
+    if isinstance(mode, argparse.Namespace):
+        mode = "smoke" if mode.smoke else "full"
     return {
         "schema_version": SCHEMA_VERSION,
         "name": name,

@@ -16,9 +16,13 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from quakeshap.config import DemoConfig
-from quakeshap.dataset import CLASS_NAMES, SpectrogramSet
-from quakeshap.demo import raw_paths, write_demo_dataset
+from quakeshap.artifacts import raw
+from quakeshap.artifacts.selection import CLASS_GROUP, SELECTION_COLUMNS
+from quakeshap.artifacts.spectrograms import SpectrogramSet, axes_record
+from quakeshap.config import DemoConfig, SpectrogramConfig
+from quakeshap.demo import write_demo_dataset
+from quakeshap.record import CLASS_NAMES, attributes_path, hdf5_path, similar_traces_path
+from quakeshap.splits import read_similar_traces
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +61,13 @@ def replicate_raw(pool_root: Path, out_root: Path, n_traces: int) -> int:
     The class proportions, the attribute values and the defects of the pool are kept
     (a pool trace absent from its HDF5 file stays absent in every copy); every copy gets a
     new ``trace_name`` and ``source_id``. The similar-traces table lists the pool's groups
-    for the first copy only. Returns the number of traces listed.
+    for the first copy only. Everything is written through the raw layout's writers
+    (:mod:`quakeshap.artifacts.raw`). Returns the number of traces listed.
     """
-    pool = raw_paths(pool_root)
-    out = raw_paths(out_root)
-    tables = {label: pd.read_csv(pool[f"{label}_csv"], dtype=str) for label in CLASS_NAMES}
+    tables = {
+        label: raw.read_attributes(attributes_path(pool_root, STATION, label))
+        for label in CLASS_NAMES
+    }
     n_pool = sum(len(t) for t in tables.values())
     n_first = round(n_traces * len(tables[CLASS_NAMES[0]]) / n_pool)
     counts = {CLASS_NAMES[0]: n_first, CLASS_NAMES[1]: n_traces - n_first}
@@ -75,19 +81,19 @@ def replicate_raw(pool_root: Path, out_root: Path, n_traces: int) -> int:
         original = rows["trace_name"].to_numpy()
         rows["trace_name"] = names
         rows["source_id"] = ids.astype(str)
-        out[f"{label}_csv"].parent.mkdir(parents=True, exist_ok=True)
-        rows.to_csv(out[f"{label}_csv"], index=False)
-        with (
-            h5py.File(pool[f"{label}_hdf5"], "r") as src,
-            h5py.File(out[f"{label}_hdf5"], "w", libver=("earliest", "v110")) as dst,
-        ):
+        raw.write_attributes(attributes_path(out_root, STATION, label), rows)
+        with h5py.File(hdf5_path(pool_root, STATION, label), "r") as src:
             cache = {name: src[name][()] for name in src}
-            for name, source in zip(names, original, strict=True):
-                if source in cache:
-                    dst.create_dataset(name, data=cache[source], track_times=False)
-    similar = pd.read_pickle(pool["similar"])
-    similar["trace_name"] = similar["trace_name"].map(renamed).astype(object)
-    similar.dropna().to_pickle(out["similar"], protocol=4)
+        kept = [i for i, source in enumerate(original) if source in cache]
+        raw.write_waveforms(
+            hdf5_path(out_root, STATION, label),
+            [names[i] for i in kept],
+            [cache[original[i]] for i in kept],
+        )
+    similar = read_similar_traces(pool_root, [STATION])
+    if similar is not None:
+        similar["trace_name"] = similar["trace_name"].map(renamed).astype(object)
+        raw.write_similar_traces(similar_traces_path(out_root, STATION), similar.dropna())
     log.info("wrote %d traces under %s", n_traces, out_root)
     return n_traces
 
@@ -119,11 +125,11 @@ def read_floor(
     """
     if how not in READ_STRATEGIES:
         raise ValueError(f"unknown read strategy {how!r}; expected one of {READ_STRATEGIES}")
-    paths = raw_paths(raw_root)
     count = 0
     for label in CLASS_NAMES:
-        names = pd.read_csv(paths[f"{label}_csv"], usecols=["trace_name"])["trace_name"]
-        path = paths[f"{label}_hdf5"]
+        listed = attributes_path(raw_root, STATION, label)
+        names = pd.read_csv(listed, usecols=["trace_name"], dtype=str)["trace_name"]
+        path = hdf5_path(raw_root, STATION, label)
         with h5py.File(path, "r") as h5:
             mapped = np.memmap(path, dtype=np.uint8, mode="r") if how == "offsets_mmap" else None
             for name in names:
@@ -157,7 +163,6 @@ def demo_images(
     Returns ``(n_images, 3, 33, 96)`` uint8 (the study's PNG values) and ``(n_images,)``
     int64 class indices (0 = pre, 1 = post).
     """
-    from quakeshap.config import SpectrogramConfig
     from quakeshap.demo import demo_catalog, synthesize_waveforms
     from quakeshap.spectrogram import compute_spectrograms, quantize
 
@@ -177,14 +182,15 @@ def in_memory_set(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Spec
     """A :class:`SpectrogramSet` around ``images`` with the metadata later stages read.
 
     Trace names ``T00000``…; ``split``: the first 80 % train, the rest test; weeks and
-    P–S times drawn from ``seed``. Axes: the study's.
+    P–S times drawn from ``seed``. Axes: the study's (:func:`axes_record` of the default
+    spectrogram parameters).
     """
-    from quakeshap.config import SpectrogramConfig
     from quakeshap.spectrogram import spectrogram_axes
 
     rng = np.random.default_rng(seed)
     n = len(images)
-    frequency_hz, time_s = spectrogram_axes(SpectrogramConfig())
+    cfg = SpectrogramConfig()
+    frequency_hz, time_s = spectrogram_axes(cfg)
     metadata = pd.DataFrame(
         {
             "trace_name": [f"T{i:05d}" for i in range(n)],
@@ -194,7 +200,8 @@ def in_memory_set(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Spec
             "p_s_diff_sec": rng.uniform(1.0, 2.5, n).round(2),
         }
     )
-    return SpectrogramSet(images, metadata, frequency_hz, time_s, {"quantization": "uint8"})
+    axes = axes_record(cfg, frequency_hz, time_s)
+    return SpectrogramSet(images, metadata, frequency_hz, time_s, axes)
 
 
 def trained_checkpoint(sset: SpectrogramSet, epochs: int = 2, seed: int = 0) -> dict:
@@ -205,8 +212,9 @@ def trained_checkpoint(sset: SpectrogramSet, epochs: int = 2, seed: int = 0) -> 
     """
     import torch
 
+    from quakeshap.artifacts import checkpoint
     from quakeshap.config import TrainConfig
-    from quakeshap.model import CNN2D, make_checkpoint
+    from quakeshap.model import CNN2D
     from quakeshap.training import channel_statistics, train_fold
 
     train = np.flatnonzero(sset.metadata["split"].to_numpy() == "train")
@@ -223,7 +231,7 @@ def trained_checkpoint(sset: SpectrogramSet, epochs: int = 2, seed: int = 0) -> 
     net = CNN2D()
     net.load_state_dict(fold.state_dict)
     log.info("benchmark model: val accuracy %.3f after %d epoch(s)", fold.best_val_accuracy, epochs)
-    return make_checkpoint(
+    return checkpoint.make(
         net,
         list(CLASS_NAMES),
         mean.tolist(),
@@ -233,16 +241,13 @@ def trained_checkpoint(sset: SpectrogramSet, epochs: int = 2, seed: int = 0) -> 
 
 
 def selection_frame(sset: SpectrogramSet, rows: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
-    """A ``data/selection.csv`` table: the given rows in the ``class`` group, one class each."""
-    meta = sset.metadata.iloc[rows]
-    return pd.DataFrame(
-        {
-            "trace_name": meta["trace_name"].to_numpy(),
-            "group": "class",
-            "reason": "benchmark",
-            "label": meta["label"].to_numpy(),
-            "predicted": np.asarray(CLASS_NAMES)[predicted],
-            "week": meta["week"].to_numpy(),
-            "explain_both": False,
-        }
+    """A selection table (:mod:`quakeshap.artifacts.selection`): the given rows in the
+    ``class`` group, one class each (``predicted``: class indices)."""
+    meta = sset.metadata.iloc[rows].reset_index(drop=True)
+    table = meta.assign(
+        group=CLASS_GROUP,
+        reason="benchmark",
+        predicted=np.asarray(CLASS_NAMES)[predicted],
+        explain_both=False,
     )
+    return table[list(SELECTION_COLUMNS)]

@@ -1,11 +1,11 @@
-"""Run a stage script in this process and record how long its ``main()`` took.
+"""Run a stage module in this process and record how long its ``main()`` took.
 
 Usage::
 
-    python -m benchmarks._timed_stage TIMING.json stages/spectrograms.py [stage arguments]
+    python -m benchmarks._timed_stage TIMING.json quakeshap.stages.spectrograms [stage arguments]
 
 Writes ``{"import_s", "main_s", "returncode", "peak_rss_mib"}`` to ``TIMING.json`` and
-exits with the stage's code. ``import_s`` is the time to import the stage script and the
+exits with the stage's code. ``import_s`` is the time to import the stage module and the
 libraries it imports at the top; ``main_s`` is its ``main(argv)``: the stage's work (read,
 compute, write). ``peak_rss_mib`` is this process's high-water resident memory (``VmHWM``,
 file-backed mapped pages included), with sampled peaks of its anonymous and file-backed
@@ -15,7 +15,7 @@ kernel's ``ru_maxrss`` of a child also counts the RSS its parent had when it for
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 import threading
@@ -74,14 +74,13 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    timing_path, script = Path(argv[0]), Path(argv[1])
+    timing_path, module_name = Path(argv[0]), argv[1]
     start = time.perf_counter()
-    spec = importlib.util.spec_from_file_location(f"_bench_stage_{script.stem}", script)
-    if spec is None or spec.loader is None:
-        print(f"cannot load stage script {script}", file=sys.stderr)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        print(f"cannot import stage module {module_name!r}: {exc}", file=sys.stderr)
         return 2
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     imported = time.perf_counter()
     sampler = MemorySampler()
     sampler.start()

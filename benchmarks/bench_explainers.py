@@ -1,4 +1,4 @@
-"""Benchmark 4 (issue 6): the ``deep`` and ``gradient`` explainers against the study's.
+"""Benchmark 4: the ``deep`` and ``gradient`` explainers against the study's.
 
 A report of what users trade: per-trace cost of ``shap.explainer: deep`` (DeepLIFT) and
 ``gradient`` (expected gradients) against the study's PartitionExplainer at its settings,
@@ -34,9 +34,9 @@ from benchmarks import _common as common
 from benchmarks._data import demo_images, in_memory_set, selection_frame, trained_checkpoint
 from benchmarks.reference.partition import explain_study_way
 from quakeshap.config import ShapConfig
-from quakeshap.dataset import CLASS_NAMES
 from quakeshap.explain import explain_selection, trace_seed
 from quakeshap.model import model_from_checkpoint
+from quakeshap.record import CLASS_NAMES
 
 log = logging.getLogger("benchmarks.explainers")
 
@@ -97,6 +97,10 @@ def correlations(
             ),
         }
     return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return common.make_parser(__doc__.splitlines()[0])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -205,18 +209,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "threads."
         ),
     }
-    return common.make_result(
-        NAME, "smoke" if args.smoke else "full", reference, quakeshap, TARGET, checks, details
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return common.make_parser(__doc__.splitlines()[0])
-
-
-def main() -> int:
-    return common.main_wrapper(run, build_parser())
+    return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_wrapper(run, build_parser()))

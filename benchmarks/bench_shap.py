@@ -1,4 +1,4 @@
-"""Benchmark 3 (issue 6): SHAP maps at the study's settings, quakeshap against the study.
+"""Benchmark 3: SHAP maps at the study's settings, quakeshap against the study.
 
 The same traces (demo spectrograms), the same briefly trained CNN2D, the study's settings
 (PartitionExplainer, ``inpaint_telea``, ``max_evals`` 5000, ``batch_size`` 50, top class):
@@ -168,6 +168,14 @@ def time_split(fn: Callable[[], Any]) -> dict[str, float]:
     }
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = common.make_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: all cores, >= 2)"
+    )
+    return parser
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = SMOKE if args.smoke else FULL
     repeats = args.repeats or plan.repeats
@@ -302,22 +310,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "torch's default (all cores) for its model calls."
         ),
     }
-    return common.make_result(
-        NAME, "smoke" if args.smoke else "full", reference, quakeshap, TARGET, checks, details
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = common.make_parser(__doc__.splitlines()[0])
-    parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: all cores, >= 2)"
-    )
-    return parser
-
-
-def main() -> int:
-    return common.main_wrapper(run, build_parser())
+    return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_wrapper(run, build_parser()))

@@ -1,4 +1,4 @@
-"""Benchmark 2 (issue 6): a training epoch, quakeshap against the study's data path.
+"""Benchmark 2: a training epoch, quakeshap against the study's data path.
 
 The study's setting: 3534 balanced traces, 7 folds, so an epoch trains on 3030 samples
 (95 batches of 32) and validates on 504. All three contenders train a fresh CNN2D with
@@ -42,8 +42,8 @@ from benchmarks.reference.training import (
     write_study_pngs,
 )
 from quakeshap.config import TrainConfig
-from quakeshap.dataset import CLASS_NAMES
 from quakeshap.model import CNN2D, resolve_device
+from quakeshap.record import CLASS_NAMES, to_unit
 from quakeshap.training import channel_statistics, train_fold
 
 log = logging.getLogger("benchmarks.training")
@@ -69,7 +69,13 @@ SMOKE = Plan(64, 32, 1)
 def _normalised(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
     m = mean.astype(np.float32)[None, :, None, None]
     s = std.astype(np.float32)[None, :, None, None]
-    return torch.from_numpy((images.astype(np.float32) / np.float32(255.0) - m) / s)
+    return torch.from_numpy((to_unit(images) - m) / s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = common.make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,20 +184,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "the channels_last one."
         ),
     }
-    return common.make_result(
-        NAME, "smoke" if args.smoke else "full", reference, quakeshap, TARGET, checks, details
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = common.make_parser(__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    return parser
-
-
-def main() -> int:
-    return common.main_wrapper(run, build_parser())
+    return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_wrapper(run, build_parser()))

@@ -1,4 +1,4 @@
-"""Benchmark 5 (issue 6): the DVC workflow, from a fresh clone and with nothing to do.
+"""Benchmark 5: the DVC workflow, from a fresh clone and with nothing to do.
 
 The repository's working tree (tracked and untracked, non-ignored files: what a clone plus
 local work holds) is copied into a scratch folder and committed there; then
@@ -24,8 +24,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from benchmarks import _common as common
 
@@ -71,20 +69,6 @@ def copy_worktree(src: Path, dst: Path) -> int:
     return len(files)
 
 
-def set_params(path: Path, overrides: dict[str, Any]) -> None:
-    """Change existing dotted keys of a ``params.yaml``."""
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        section = params
-        for name in parents:
-            section = section[name]
-        if leaf not in section:
-            raise common.BenchmarkError(f"params.yaml has no key {dotted}")
-        section[leaf] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def stage_seconds(run: common.ProcessRun) -> dict[str, float]:
     """Seconds from each ``Running stage 'name':`` line of a ``dvc repro`` to the next one
     (the last one: to the end of the run)."""
@@ -115,6 +99,10 @@ def workflow_env(repo: Path, state: Path) -> dict[str, str]:
     return env
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return common.make_parser(__doc__.splitlines()[0])
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = SMOKE if args.smoke else FULL
     repeats = args.repeats or plan.noop_repeats
@@ -128,7 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         repo.mkdir(parents=True)
         n_files = copy_worktree(common.REPO_ROOT, repo)
         if plan.overrides:
-            set_params(repo / "params.yaml", plan.overrides)
+            common.write_params(repo / "params.yaml", repo / "params.yaml", plan.overrides)
         env = workflow_env(repo, work / "state")
         for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):
             common.check_process(common.run_process(command, cwd=repo, env=env), " ".join(command))
@@ -177,18 +165,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "lock writing; dvc's start-up is before the first. Wall-clock seconds."
         ),
     }
-    return common.make_result(
-        NAME, "smoke" if args.smoke else "full", reference, quakeshap, TARGET, checks, details
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return common.make_parser(__doc__.splitlines()[0])
-
-
-def main() -> int:
-    return common.main_wrapper(run, build_parser())
+    return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_wrapper(run, build_parser()))

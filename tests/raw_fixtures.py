@@ -1,7 +1,9 @@
 """A tiny raw data set in the Zenodo layout, built in code for the waveform/spectrogram tests.
 
 Smaller and more controllable than :mod:`quakeshap.demo`: a few traces per class, each a
-noise record with a decaying P and S wavelet, every defect opt-in.
+noise record with a decaying P and S wavelet, every defect opt-in. Written through the raw
+layout's owner (:mod:`quakeshap.artifacts.raw`); :func:`write_hdf5` writes what the owner's
+writer cannot: traces stored in other dtypes.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from quakeshap.dataset import ATTRIBUTE_COLUMNS
-from quakeshap.waveforms import attributes_path, hdf5_path, similar_traces_path
-
-FS_HZ = 100.0
-N_TOTAL = 2500
+from quakeshap.artifacts import raw
+from quakeshap.artifacts.raw import ATTRIBUTE_COLUMNS
+from quakeshap.record import (
+    P_ARRIVAL_S,
+    SAMPLING_RATE_HZ,
+    TRACE_SAMPLES,
+    attributes_path,
+    hdf5_path,
+    similar_traces_path,
+)
 
 
 @dataclass
@@ -32,11 +39,11 @@ class RawSet:
 
 
 def synthetic_waveform(rng: np.random.Generator, p_s_diff_sec: float) -> np.ndarray:
-    """``(3, N_TOTAL)`` float64: noise plus P at 5 s and S at 5 + ``p_s_diff_sec``."""
-    t = np.arange(N_TOTAL) / FS_HZ
-    noise = rng.normal(0.0, 1.0, (3, N_TOTAL))
+    """``(3, 2500)`` float64: noise plus P at 5 s and S at 5 + ``p_s_diff_sec``."""
+    t = np.arange(TRACE_SAMPLES) / SAMPLING_RATE_HZ
+    noise = rng.normal(0.0, 1.0, (3, TRACE_SAMPLES))
     trace = noise.copy()
-    for onset, amp, freq in ((5.0, 20.0, 18.0), (5.0 + p_s_diff_sec, 60.0, 9.0)):
+    for onset, amp, freq in ((P_ARRIVAL_S, 20.0, 18.0), (P_ARRIVAL_S + p_s_diff_sec, 60.0, 9.0)):
         after = t >= onset
         wavelet = amp * np.exp(-(t - onset) / 1.5) * np.sin(2 * np.pi * freq * (t - onset))
         trace[:, after] += wavelet[after] * rng.uniform(0.5, 1.5, (3, 1))
@@ -100,30 +107,28 @@ def write_raw(
     attributes, waves = {}, {}
     for label, n, offset in (("pre", n_pre, 0), ("post", n_post, 500_000)):
         table = attribute_table(rng, station, label, n, first_id + offset)
-        path = attributes_path(root, station, label)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path, index=False)
+        raw.write_attributes(attributes_path(root, station, label), table)
         waves[label] = {
             name: synthetic_waveform(rng, ps)
             for name, ps in zip(table["trace_name"], table["p_s_diff_sec"], strict=True)
         }
-        write_hdf5(hdf5_path(root, station, label), waves[label])
+        raw.write_waveforms(
+            hdf5_path(root, station, label), list(waves[label]), list(waves[label].values())
+        )
         attributes[label] = table
     if groups is None:
         names = [*attributes["pre"]["trace_name"][:2], attributes["post"]["trace_name"].iloc[0]]
         groups = dict.fromkeys(names, 0)
     similar = pd.DataFrame(
-        {
-            "trace_name": pd.Series(list(groups), dtype=object),
-            "associato_ev": np.array(list(groups.values()), dtype=np.int64),
-        }
+        dict(zip(raw.SIMILAR_COLUMNS, (list(groups), list(groups.values())), strict=True))
     )
-    similar.to_pickle(similar_traces_path(root, station))
+    raw.write_similar_traces(similar_traces_path(root, station), similar)
     return RawSet(root, station, attributes, waves, similar)
 
 
 def write_hdf5(path: Path, traces: dict[str, np.ndarray]) -> None:
-    """One root dataset per trace, like the record's files."""
+    """One root dataset per trace, like the record's files, each in its own dtype and shape
+    (the owner's writer stores float64 only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as fh:
         for name, data in traces.items():

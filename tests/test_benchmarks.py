@@ -2,14 +2,16 @@
 
 Timings are never asserted: only that each benchmark runs (smoke mode), that its result
 file has the agreed form, and that every reference implementation (the study's way) gives
-the same values as quakeshap on the same inputs, so that each ratio compares like with like.
+the same values as quakeshap on the same inputs, so that each ratio compares the same work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
+import re
 import sys
 
 import h5py
@@ -17,11 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from benchmarks import _common as common
 from benchmarks import run_all
 from benchmarks._data import (
     READ_STRATEGIES,
+    STATION,
     demo_images,
     in_memory_set,
     read_floor,
@@ -40,14 +44,16 @@ from benchmarks.reference.training import (
     train_epoch,
     write_study_pngs,
 )
-from quakeshap.config import ShapConfig, SpectrogramConfig, SplitConfig, TrainConfig
-from quakeshap.dataset import CLASS_NAMES
-from quakeshap.demo import raw_paths
+from quakeshap.artifacts import checkpoint
+from quakeshap.artifacts.selection import SELECTION_COLUMNS
+from quakeshap.config import ShapConfig, SpectrogramConfig, SplitConfig, TrainConfig, load_params
 from quakeshap.explain import explain_selection, trace_seed
-from quakeshap.model import CNN2D, ModelConfig, make_checkpoint, model_from_checkpoint
+from quakeshap.model import CNN2D, ModelConfig, model_from_checkpoint
+from quakeshap.record import CLASS_NAMES, hdf5_path, to_unit
 from quakeshap.spectrogram import compute_spectrograms, quantize
+from quakeshap.splits import assign_split
 from quakeshap.training import channel_statistics, fold_seed, train_fold
-from quakeshap.waveforms import assign_split, read_catalog
+from quakeshap.waveforms import read_catalog
 
 # --------------------------------------------------------------------------------------
 # the result format
@@ -126,26 +132,51 @@ def test_run_process_reports_exit_status_and_output():
         common.check_process(failing, "the child")
 
 
+#: a stand-in stage that only allocates memory
+PROBE_STAGE = "benchmarks._probe_stage"
+
+
 def test_timed_stage_reports_the_stage_s_own_peak_memory(tmp_path):
-    script = tmp_path / "stage.py"
-    script.write_text(
-        "def main(argv):\n"
-        "    if argv == ['big']:\n"
-        "        b = bytearray(300 * 2**20)\n"
-        "        b[::4096] = b'x' * len(b[::4096])\n"
-        "    return 0\n"
-    )
     peaks = {}
-    for arg in ("big", "small"):
-        timing = tmp_path / f"{arg}.json"
+    for name, mib in (("big", ["300"]), ("small", [])):
+        timing = tmp_path / f"{name}.json"
         run = common.run_process(
-            [sys.executable, "-m", "benchmarks._timed_stage", timing, script, arg],
+            [sys.executable, "-m", "benchmarks._timed_stage", timing, PROBE_STAGE, *mib],
             cwd=common.REPO_ROOT,
         )
         common.check_process(run, "the timed stage")
-        peaks[arg] = json.loads(timing.read_text())["peak_rss_mib"]
+        times = json.loads(timing.read_text())
+        assert times["returncode"] == 0 and times["main_s"] >= 0 and times["import_s"] >= 0
+        peaks[name] = times["peak_rss_mib"]
     # the parent (this test process) holds far more than 300 MiB: it must not count
     assert peaks["big"] >= 300 > peaks["small"]
+
+
+def test_timed_stage_names_a_module_it_cannot_import(tmp_path):
+    run = common.run_process(
+        [sys.executable, "-m", "benchmarks._timed_stage", tmp_path / "t.json", "no_such.stage"],
+        cwd=common.REPO_ROOT,
+    )
+    assert run.returncode == 2 and "cannot import stage module 'no_such.stage'" in run.output
+
+
+def test_write_params_changes_existing_keys_only(tmp_path):
+    target = common.write_params(
+        common.REPO_ROOT / "params.yaml", tmp_path / "params.yaml", {"spectrogram.workers": 1}
+    )
+    assert load_params(target).spectrogram.workers == 1
+    with pytest.raises(common.BenchmarkError, match=r"no key spectrogram\.threads"):
+        common.write_params(target, target, {"spectrogram.threads": 1})
+
+
+def test_gpu_script_runs_the_pipeline_stages_as_modules():
+    script = (common.REPO_ROOT / "benchmarks" / "gpu_run.sh").read_text()
+    stages = re.search(r"^for stage in (.+); do$", script, re.MULTILINE).group(1).split()
+    assert '"$py" -m quakeshap.stages.$stage' in script
+    dvc_stages = list(yaml.safe_load((common.REPO_ROOT / "dvc.yaml").read_text())["stages"])
+    assert stages == dvc_stages[: len(stages)]  # the pipeline's order, up to explain
+    for stage in stages:
+        assert importlib.util.find_spec(f"quakeshap.stages.{stage}") is not None, stage
 
 
 # --------------------------------------------------------------------------------------
@@ -164,8 +195,8 @@ def test_replicate_raw_writes_unique_traces_in_the_record_layout(pool, tmp_path)
     catalog = read_catalog(tmp_path, ["NRCA"])
     assert len(catalog) == 120 and catalog["trace_name"].is_unique
     assert set(catalog["label"]) == set(CLASS_NAMES)
-    paths = raw_paths(tmp_path)
-    with h5py.File(paths["pre_hdf5"]) as pre, h5py.File(paths["post_hdf5"]) as post:
+    pre_file, post_file = (hdf5_path(tmp_path, STATION, label) for label in CLASS_NAMES)
+    with h5py.File(pre_file) as pre, h5py.File(post_file) as post:
         assert len(pre) + len(post) == 120
     arrays = {}
     for how in READ_STRATEGIES:
@@ -191,7 +222,6 @@ def test_study_spectrogram_equals_quakeshap(rng):
 
 def test_study_loop_pngs_and_split_match_quakeshap(pool, tmp_path):
     metadata = run_study_loop(pool, tmp_path)
-    paths = raw_paths(pool)
     catalog = read_catalog(pool, ["NRCA"])
     assert list(metadata["trace_name"]) == list(catalog["trace_name"])
     # the study's random 80/20 split, reproduced by quakeshap
@@ -201,7 +231,7 @@ def test_study_loop_pngs_and_split_match_quakeshap(pool, tmp_path):
     # land within rounding of an integer)
     for label in CLASS_NAMES:
         names = list(metadata.loc[metadata["label"] == label, "trace_name"])
-        with h5py.File(paths[f"{label}_hdf5"]) as h5:
+        with h5py.File(hdf5_path(pool, STATION, label)) as h5:
             waveforms = np.stack([h5[name][()] for name in names])
         ours = quantize(compute_spectrograms(waveforms, SpectrogramConfig()).images, "uint8")
         theirs = np.stack([read_study_png(tmp_path / f"{name}.png") for name in names])
@@ -236,7 +266,7 @@ def test_study_data_path_gives_quakeshap_losses_for_the_same_batches(demo, one_t
     cfg = dataclasses.replace(TrainConfig(), seed=7, max_epochs=2, patience=2, device="cpu")
     m = mean.astype(np.float32)[None, :, None, None]
     s = std.astype(np.float32)[None, :, None, None]
-    x = torch.from_numpy((images.astype(np.float32) / np.float32(255.0) - m) / s)
+    x = torch.from_numpy((to_unit(images) - m) / s)
     y = torch.as_tensor(labels)
     ours = train_fold(x, y, train_index, val_index, cfg, fold=1, n_folds=3).history
 
@@ -268,12 +298,13 @@ def test_study_shap_maps_equal_quakeshap_maps(demo, one_thread):
     images, labels = demo
     sset = in_memory_set(images[:6], labels[:6])
     torch.manual_seed(3)
-    ckpt = make_checkpoint(CNN2D(), list(CLASS_NAMES), [0.6, 0.6, 0.6], [0.2, 0.2, 0.2])
+    ckpt = checkpoint.make(CNN2D(), list(CLASS_NAMES), [0.6, 0.6, 0.6], [0.2, 0.2, 0.2])
     model = model_from_checkpoint(ckpt)
     rows = np.array([0, 5])
     with torch.no_grad():
         predicted = model(torch.from_numpy(sset.as_float(rows))).numpy().argmax(axis=1)
     selection = selection_frame(sset, rows, predicted).assign(explain_both=[False, True])
+    assert list(selection.columns) == list(SELECTION_COLUMNS)
     cfg = dataclasses.replace(ShapConfig(), max_evals=100, device="cpu")
 
     ours = explain_selection(sset, selection, ckpt, cfg, workers=1)
@@ -318,10 +349,21 @@ def _run_smoke(name, tmp_path):
 @pytest.mark.slow
 def test_spectrograms_benchmark_smoke(tmp_path):
     result = _run_smoke("spectrograms", tmp_path)
-    assert result["details"]["equivalence"]["max_abs_difference_uint8"] <= 1
-    scaling = result["details"]["scaling"]
+    details = result["details"]
+    assert details["equivalence"]["max_abs_difference_uint8"] <= 1
+    assert details["equivalence"]["one_thread_equals_all_cores"]
+    # the headline compares one thread with the study's one thread; all cores come beside it
+    assert result["quakeshap"]["workers"] == 1 and result["reference"]["threads"] == 1
+    assert details["all_cores"]["workers"] >= 1
+    assert result["ratio"] == pytest.approx(details["ratios"]["one_thread_vs_reference"])
+    checks = {check["name"] for check in result["checks"]}
+    assert {"speedup_vs_reference_one_thread", "speedup_vs_reference_all_cores"} <= checks
+    scaling = details["scaling"]
     assert [row["n_traces"] for row in scaling] == [40, 80]
-    assert all(row["peak_rss_mib"] > 0 and row["read_floor_s"] > 0 for row in scaling)
+    for row in scaling:
+        assert row["read_floor_s"] > 0
+        assert set(row["stage"]) == {"one_thread", "all_cores"}
+        assert all(stage["peak_rss_mib"] > 0 for stage in row["stage"].values())
 
 
 @pytest.mark.slow
@@ -344,7 +386,7 @@ def test_steady_throughput_leaves_out_each_workers_first_trace():
 def test_stage_seconds_run_from_one_announcement_to_the_next():
     lines = (
         (1.0, "Running stage 'download':"),
-        (1.1, "> python stages/download.py"),
+        (1.1, "> python -m quakeshap.stages.download"),
         (4.0, "Running stage 'spectrograms':"),
         (9.0, "Updating lock file 'dvc.lock'"),
     )

@@ -29,6 +29,18 @@ def test_params_yaml_loads_and_is_complete(repo_root):
     assert isinstance(params.spectrogram.stations, tuple)
 
 
+def test_dataclass_defaults_are_params_yaml(repo_root):
+    """Two sets of values (params.yaml = the demo, profiles/study.yaml = the study), not a
+    third in code: every section built with no arguments equals params.yaml's."""
+    params = config.load_params(repo_root / "params.yaml")
+    for section in dataclasses.fields(config.Params):
+        built = section.default_factory()  # type: ignore[misc]
+        assert built == getattr(params, section.name), (
+            f"{section.name}: the defaults of {type(built).__name__} differ from params.yaml"
+        )
+    assert config.to_dict(config.Params()) == config.to_dict(params)
+
+
 def test_roundtrip_to_dict(repo_root, raw_params):
     params = config.load_params(repo_root / "params.yaml")
     assert config.parse_params(config.to_dict(params)) == params

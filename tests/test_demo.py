@@ -7,19 +7,56 @@ import hashlib
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
 from quakeshap import demo
+from quakeshap.artifacts import raw
 from quakeshap.config import ConfigError, DemoConfig
-from quakeshap.dataset import ATTRIBUTE_COLUMNS
+from quakeshap.demo.catalog import (
+    AMATRICE_ORIGIN,
+    CHANNEL_FAMILY,
+    DEPTH_KM,
+    KM_PER_DEGREE,
+    NETWORK,
+    POST_END,
+    POST_START,
+    PRE_EARLY_DAY,
+    PRE_END,
+    STATION,
+    STATION_ELEVATION_M,
+    STATION_LATITUDE,
+    STATION_LONGITUDE,
+)
+from quakeshap.demo.physics import brune_corner_frequency_hz, phase_spectrum
+from quakeshap.record import (
+    CHANNELS,
+    CLASS_NAMES,
+    MAINSHOCK_ORIGIN_UTC,
+    P_ARRIVAL_S,
+    P_ARRIVAL_SAMPLE,
+    SAMPLING_RATE_HZ,
+    TRACE_SAMPLES,
+    attributes_path,
+    hdf5_path,
+    iso_week,
+    similar_traces_path,
+)
+from quakeshap.unpickle import load_similar_traces
 
 SMALL = DemoConfig(n_pre=40, n_post=30, n_colocated_groups=2)
-TRACE_NAME = re.compile(r"^NRCA\.IV\.\d{9}_EV$")
+PRE, POST = CLASS_NAMES
+TRACE_NAME = re.compile(rf"^{STATION}\.{NETWORK}\.\d{{9}}_EV$")
 START_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00:00$")
 ORIGIN_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
+#: the attribute columns the record holds as text (names, codes, types, times); every other
+#: one is a finite number
+TEXT_ATTRIBUTES = tuple(
+    c for c in raw.ATTRIBUTE_COLUMNS if c.endswith(("_name", "_code", "_type", "_time"))
+)
+#: 8 s from the P arrival: P, S and the start of the coda
+SIGNAL = slice(P_ARRIVAL_SAMPLE, P_ARRIVAL_SAMPLE + 800)
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +79,21 @@ def _digests(root: Path) -> dict[str, str]:
     }
 
 
-def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
-    with h5py.File(path, "r") as fh:
+def _traces(root: Path, cls: str) -> dict[str, np.ndarray]:
+    with raw.open_hdf5(hdf5_path(root, STATION, cls)) as fh:
         return {name: fh[name][()] for name in fh}
+
+
+def _attributes(root: Path, cls: str) -> pd.DataFrame:
+    return raw.read_attributes(attributes_path(root, STATION, cls))
 
 
 def _event(catalog: pd.DataFrame, **changes: float) -> pd.DataFrame:
     """One clean catalogue row with physical columns changed (derived ones kept coherent)."""
-    row = catalog[(catalog["defect"] == "") & (catalog["label"] == "pre")].iloc[[0]].copy()
+    row = catalog[(catalog["defect"] == "") & (catalog["label"] == PRE)].iloc[[0]].copy()
     for key, value in changes.items():
         row[key] = value
-    row["corner_frequency_hz"] = demo.brune_corner_frequency_hz(
+    row["corner_frequency_hz"] = brune_corner_frequency_hz(
         row["source_magnitude"], row["stress_drop_mpa"], SMALL.vs_km_s
     )
     return row.reset_index(drop=True)
@@ -60,7 +101,7 @@ def _event(catalog: pd.DataFrame, **changes: float) -> pd.DataFrame:
 
 def _band_energy(x: np.ndarray, lo_hz: float, hi_hz: float) -> float:
     spectrum = np.abs(np.fft.rfft(x, axis=-1)) ** 2
-    f = np.fft.rfftfreq(x.shape[-1], d=1.0 / demo.SAMPLING_RATE_HZ)
+    f = np.fft.rfftfreq(x.shape[-1], d=1.0 / SAMPLING_RATE_HZ)
     return float(spectrum[..., (f >= lo_hz) & (f < hi_hz)].sum())
 
 
@@ -70,54 +111,45 @@ def _band_energy(x: np.ndarray, lo_hz: float, hi_hz: float) -> float:
 
 
 def test_layout_is_the_records(written: Path) -> None:
-    paths = demo.raw_paths(written)
-    assert sorted(_digests(written)) == sorted(str(p.relative_to(written)) for p in paths.values())
-    assert paths["pre_hdf5"] == written / "dset/data/catalogs/NRCA/NRCA_pre.hdf5"
-    assert paths["similar"] == written / "dset/dataframe_NRCA_SelectedSimilarTraces.csv"
+    expected = {similar_traces_path(written, STATION)}
+    for cls in CLASS_NAMES:
+        expected |= {hdf5_path(written, STATION, cls), attributes_path(written, STATION, cls)}
+    assert {p for p in written.rglob("*") if p.is_file()} == expected
+    assert raw.list_stations(written) == [STATION]
 
 
-@pytest.mark.parametrize("cls", ["pre", "post"])
+@pytest.mark.parametrize("cls", CLASS_NAMES)
 def test_hdf5_holds_one_root_dataset_per_trace(written: Path, cls: str) -> None:
     defects = demo.demo_defects(SMALL)
-    traces = _read_hdf5(demo.raw_paths(written)[f"{cls}_hdf5"])
-    csv = pd.read_csv(demo.raw_paths(written)[f"{cls}_csv"])
-    assert set(traces) == set(csv["trace_name"]) - set(defects.missing_in_hdf5)
+    traces = _traces(written, cls)
+    listed = _attributes(written, cls)["trace_name"]
+    assert set(traces) == set(listed) - set(defects.missing_in_hdf5)
     for name, data in traces.items():
         assert TRACE_NAME.match(name)
         assert data.dtype == np.float64
-        channels = defects.missing_channels.get(name, 3)
-        assert data.shape == (channels, demo.N_SAMPLES)
+        channels = defects.missing_channels.get(name, len(CHANNELS))
+        assert data.shape == (channels, TRACE_SAMPLES)
         assert np.isnan(data).any() == (name in defects.nan_traces)
 
 
-@pytest.mark.parametrize("cls", ["pre", "post"])
+@pytest.mark.parametrize("cls", CLASS_NAMES)
 def test_attribute_csv_columns_and_formats(written: Path, cls: str) -> None:
-    csv = pd.read_csv(demo.raw_paths(written)[f"{cls}_csv"], dtype=str)
-    assert tuple(csv.columns) == ATTRIBUTE_COLUMNS
+    csv = pd.read_csv(attributes_path(written, STATION, cls), dtype=str)
+    assert tuple(csv.columns) == raw.ATTRIBUTE_COLUMNS
     assert csv["trace_start_time"].str.match(START_FORMAT).all()
     assert csv["source_origin_time"].str.match(ORIGIN_FORMAT).all()
-    assert (csv["trace_name"] == "NRCA.IV." + csv["source_id"] + "_EV").all()
-    assert set(csv["network_code"]) == {"IV"}
-    assert set(csv["receiver_name"]) == {"NRCA"}
-    assert set(csv["receiver_type"]) == {"HH"}
-    numbers = csv.drop(
-        columns=[
-            "trace_name",
-            "trace_start_time",
-            "network_code",
-            "receiver_name",
-            "receiver_type",
-            "source_origin_time",
-        ]
-    ).astype(float)
+    assert (csv["trace_name"] == f"{STATION}.{NETWORK}." + csv["source_id"] + "_EV").all()
+    assert set(csv["network_code"]) == {NETWORK}
+    assert set(csv["receiver_name"]) == {STATION}
+    assert set(csv["receiver_type"]) == {CHANNEL_FAMILY}
+    numbers = csv.drop(columns=list(TEXT_ATTRIBUTES)).astype(float)
     assert np.isfinite(numbers.to_numpy()).all()
-    assert (numbers["receiver_latitude"] == demo.STATION_LATITUDE).all()
-    assert (numbers["receiver_elevation_m"] == demo.STATION_ELEVATION_M).all()
+    assert (numbers["receiver_latitude"] == STATION_LATITUDE).all()
+    assert (numbers["receiver_elevation_m"] == STATION_ELEVATION_M).all()
 
 
 def test_trace_names_are_unique_across_files(written: Path) -> None:
-    paths = demo.raw_paths(written)
-    names = pd.concat([pd.read_csv(paths[k])["trace_name"] for k in ("pre_csv", "post_csv")])
+    names = pd.concat([_attributes(written, cls)["trace_name"] for cls in CLASS_NAMES])
     assert names.is_unique
     assert len(names) == SMALL.n_pre + SMALL.n_post
 
@@ -125,18 +157,24 @@ def test_trace_names_are_unique_across_files(written: Path) -> None:
 def test_similar_traces_pickle_lists_colocated_pre_post_groups(
     written: Path, catalog: pd.DataFrame
 ) -> None:
-    similar = pd.read_pickle(demo.raw_paths(written)["similar"])
-    assert list(similar.columns) == ["trace_name", "associato_ev"]
-    assert similar["trace_name"].dtype == object
-    assert similar["associato_ev"].dtype == np.int64
+    path = similar_traces_path(written, STATION)
+    pickled = pd.read_pickle(path)  # the record's format: a plain pandas pickle
+    assert tuple(pickled.columns) == raw.SIMILAR_COLUMNS
+    assert pickled["trace_name"].dtype == object
+    assert pickled["associato_ev"].dtype == np.int64
+    similar = load_similar_traces(path)  # and the restricted loader reads it
+    pd.testing.assert_frame_equal(similar, pickled, check_dtype=False)
     assert set(similar["associato_ev"]) == set(range(SMALL.n_colocated_groups))
     rows = catalog.set_index("trace_name").loc[similar["trace_name"]]
     rows["group"] = similar["associato_ev"].to_numpy()
+    km_per_degree_east = KM_PER_DEGREE * np.cos(np.deg2rad(STATION_LATITUDE))
     for _, members in rows.groupby("group"):
-        assert set(members["label"]) == {"pre", "post"}
+        assert set(members["label"]) == set(CLASS_NAMES)
         assert (members["defect"] == "").all()
-        lat_km = (members["source_latitude"] - members["source_latitude"].mean()) * 111.19
-        lon_km = (members["source_longitude"] - members["source_longitude"].mean()) * 81.6
+        lat_km = (members["source_latitude"] - members["source_latitude"].mean()) * KM_PER_DEGREE
+        lon_km = (
+            members["source_longitude"] - members["source_longitude"].mean()
+        ) * km_per_degree_east
         depth = members["source_depth_km"] - members["source_depth_km"].mean()
         assert float(np.sqrt(lat_km**2 + lon_km**2 + depth**2).median()) < 1.0
 
@@ -172,21 +210,23 @@ def test_a_trace_does_not_depend_on_its_batch(catalog: pd.DataFrame) -> None:
 
 def test_origin_times_respect_the_record_windows(catalog: pd.DataFrame) -> None:
     origin = pd.to_datetime(catalog["source_origin_time"])
-    pre, post = origin[catalog["label"] == "pre"], origin[catalog["label"] == "post"]
-    assert pre.max() <= pd.Timestamp("2016-10-26 14:49")
-    assert (pre < pd.Timestamp("2016-08-24")).sum() == 1
-    assert pre.min().date() == pd.Timestamp("2016-08-20").date()
-    assert post.min() >= pd.Timestamp("2016-10-31")
-    assert post.max() < pd.Timestamp("2016-12-21")
+    pre, post = origin[catalog["label"] == PRE], origin[catalog["label"] == POST]
+    assert pre.max() <= pd.Timestamp(PRE_END)
+    assert (pre < pd.Timestamp(AMATRICE_ORIGIN)).sum() == 1
+    assert pre.min().date() == pd.Timestamp(PRE_EARLY_DAY).date()
+    assert post.min() >= pd.Timestamp(POST_START)
+    assert post.max() <= pd.Timestamp(POST_END)
+    mainshock = MAINSHOCK_ORIGIN_UTC.tz_convert(None)
+    assert pre.max() < mainshock < post.min()
     # nothing in the gap around the mainshock; sorted by time
     assert origin.is_monotonic_increasing
 
 
 def test_every_iso_week_is_populated(catalog: pd.DataFrame) -> None:
-    weeks = pd.to_datetime(catalog["trace_start_time"]).dt.isocalendar().week
-    assert set(weeks[catalog["label"] == "pre"]) == set(range(33, 44))
-    assert set(weeks[catalog["label"] == "post"]) == set(range(44, 52))
-    assert (weeks.to_numpy() == catalog["week"].to_numpy()).all()
+    weeks = iso_week(catalog["trace_start_time"])
+    assert set(weeks[catalog["label"] == PRE]) == set(range(33, 44))
+    assert set(weeks[catalog["label"] == POST]) == set(range(44, 52))
+    assert (weeks == catalog["week"].to_numpy()).all()
     # losing every defective trace leaves every week populated
     clean = catalog[catalog["defect"] == ""]
     assert set(clean["week"]) == set(range(33, 52))
@@ -195,8 +235,8 @@ def test_every_iso_week_is_populated(catalog: pd.DataFrame) -> None:
 def test_events_decay_after_each_mainshock() -> None:
     catalog = demo.demo_catalog(DemoConfig())
     counts = catalog.groupby(["label", "week"]).size()
-    assert counts["pre"][34] > 3 * counts["pre"][42]
-    assert counts["post"][44] > 3 * counts["post"][50]
+    assert counts[PRE][34] > 3 * counts[PRE][42]
+    assert counts[POST][44] > 3 * counts[POST][50]
 
 
 def test_magnitudes_follow_gutenberg_richter() -> None:
@@ -216,16 +256,16 @@ def test_travel_times_follow_the_hypocentral_distance(catalog: pd.DataFrame) -> 
     np.testing.assert_allclose(
         catalog["p_s_diff_sec"], catalog["s_travel_sec"] - catalog["p_travel_sec"], atol=1e-9
     )
-    assert catalog["source_depth_km"].between(*demo.DEPTH_KM).all()
+    assert catalog["source_depth_km"].between(*DEPTH_KM).all()
     assert catalog["p_s_diff_sec"].between(0.5, 2.8).all()
     # hypocentral distance from the written coordinates (flat Earth, 4-decimal rounding)
-    north = (catalog["source_latitude"] - demo.STATION_LATITUDE) * demo.KM_PER_DEGREE
+    north = (catalog["source_latitude"] - STATION_LATITUDE) * KM_PER_DEGREE
     east = (
-        (catalog["source_longitude"] - demo.STATION_LONGITUDE)
-        * demo.KM_PER_DEGREE
-        * np.cos(np.deg2rad(demo.STATION_LATITUDE))
+        (catalog["source_longitude"] - STATION_LONGITUDE)
+        * KM_PER_DEGREE
+        * np.cos(np.deg2rad(STATION_LATITUDE))
     )
-    vertical = catalog["source_depth_km"] + demo.STATION_ELEVATION_M / 1000.0
+    vertical = catalog["source_depth_km"] + STATION_ELEVATION_M / 1000.0
     np.testing.assert_allclose(np.sqrt(north**2 + east**2 + vertical**2), hypo, atol=0.03)
 
 
@@ -233,13 +273,13 @@ def test_trace_starts_five_seconds_before_p(catalog: pd.DataFrame) -> None:
     start = pd.to_datetime(catalog["trace_start_time"]).dt.tz_localize(None)
     origin = pd.to_datetime(catalog["source_origin_time"])
     p_in_trace = (origin - start).dt.total_seconds() + catalog["p_travel_sec"]
-    np.testing.assert_allclose(p_in_trace, demo.P_ARRIVAL_S, atol=0.0051)
+    np.testing.assert_allclose(p_in_trace, P_ARRIVAL_S, atol=0.0051)
     assert (start.dt.microsecond % 10_000 == 0).all()  # on the 100 Hz sample grid
 
 
 def test_classes_differ_only_in_q() -> None:
     catalog = demo.demo_catalog(DemoConfig())
-    pre, post = catalog[catalog["label"] == "pre"], catalog[catalog["label"] == "post"]
+    pre, post = catalog[catalog["label"] == PRE], catalog[catalog["label"] == POST]
     ratio = post["q"].median() / pre["q"].median()
     assert 0.4 < ratio < 0.6  # q_post / q_pre = 0.5
     for column in ("hypocentral_distance_km", "p_s_diff_sec", "source_magnitude"):
@@ -251,26 +291,28 @@ def test_classes_differ_only_in_q() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_p_onset_at_sample_500(catalog: pd.DataFrame) -> None:
+def test_p_onset_at_the_p_arrival_sample(catalog: pd.DataFrame) -> None:
     (trace,) = demo.synthesize_waveforms(_event(catalog, source_magnitude=3.0), SMALL)
-    before = np.mean(trace[:, 400:495] ** 2)
-    after = np.mean(trace[:, 500:600] ** 2)
+    p = P_ARRIVAL_SAMPLE
+    before = np.mean(trace[:, p - 100 : p - 5] ** 2)
+    after = np.mean(trace[:, p : p + 100] ** 2)
     assert after > 1e3 * before
-    assert np.mean(trace[:, 500:505] ** 2) > 10 * before  # the jump starts at 500
+    assert np.mean(trace[:, p : p + 5] ** 2) > 10 * before  # the jump starts at P
 
 
-def test_s_arrival_at_five_plus_p_s_time(catalog: pd.DataFrame) -> None:
+def test_s_arrival_at_p_plus_p_s_time(catalog: pd.DataFrame) -> None:
     event = _event(catalog, source_magnitude=3.0)
     (trace,) = demo.synthesize_waveforms(event, SMALL)
     s = int(event.at[0, "s_arrival_sample"])
-    assert s == 500 + round(100 * event.at[0, "p_s_diff_sec"])
+    assert s == P_ARRIVAL_SAMPLE + round(SAMPLING_RATE_HZ * event.at[0, "p_s_diff_sec"])
     horizontal = trace[:2]
     before = np.mean(horizontal[:, s - 40 : s - 5] ** 2)
     after = np.mean(horizontal[:, s : s + 40] ** 2)
     assert after > 5 * before
-    # S is stronger on the horizontals than on the vertical, P the other way round
+    # S is stronger on the horizontals (E, N) than on the vertical (Z), P the other way round
     assert np.mean(trace[:2, s : s + 100] ** 2) > 2 * np.mean(trace[2, s : s + 100] ** 2)
-    assert np.mean(trace[2, 500 : s - 5] ** 2) > np.mean(trace[:2, 500 : s - 5] ** 2)
+    p_to_s = slice(P_ARRIVAL_SAMPLE, s - 5)
+    assert np.mean(trace[2, p_to_s] ** 2) > np.mean(trace[:2, p_to_s] ** 2)
 
 
 def test_post_loses_more_high_frequency_than_pre(catalog: pd.DataFrame) -> None:
@@ -281,13 +323,12 @@ def test_post_loses_more_high_frequency_than_pre(catalog: pd.DataFrame) -> None:
         demo.synthesize_waveforms(pre, SMALL),
         demo.synthesize_waveforms(post, SMALL),
     )
-    window = slice(500, 1300)
     for lo, hi in ((20.0, 40.0), (10.0, 20.0)):
-        assert _band_energy(x_post[:, window], lo, hi) < 0.6 * _band_energy(
-            x_pre[:, window], lo, hi
+        assert _band_energy(x_post[:, SIGNAL], lo, hi) < 0.6 * _band_energy(
+            x_pre[:, SIGNAL], lo, hi
         )
     # at low frequency, attenuation hardly matters
-    ratio_low = _band_energy(x_post[:, window], 1.0, 3.0) / _band_energy(x_pre[:, window], 1.0, 3.0)
+    ratio_low = _band_energy(x_post[:, SIGNAL], 1.0, 3.0) / _band_energy(x_pre[:, SIGNAL], 1.0, 3.0)
     assert ratio_low > 0.7
 
 
@@ -295,15 +336,15 @@ def test_post_has_less_high_frequency_energy_on_average() -> None:
     cfg = DemoConfig(n_pre=60, n_post=60, n_colocated_groups=2)
     catalog = demo.demo_catalog(cfg)
     catalog = catalog[(catalog["defect"] == "") & (catalog["source_magnitude"] >= 1.2)]
-    x = demo.synthesize_waveforms(catalog, cfg)[:, :, 500:1300]
+    x = demo.synthesize_waveforms(catalog, cfg)[:, :, SIGNAL]
     ratio = np.array([_band_energy(t, 20, 40) / _band_energy(t, 2, 10) for t in x])
-    is_pre = (catalog["label"] == "pre").to_numpy()
+    is_pre = (catalog["label"] == PRE).to_numpy()
     assert np.median(np.log(ratio[is_pre])) > np.median(np.log(ratio[~is_pre])) + 0.5
 
 
 def test_corner_frequency_decreases_with_magnitude() -> None:
     magnitude = np.arange(0.5, 3.6, 0.5)
-    fc = demo.brune_corner_frequency_hz(magnitude, 3.0, 3.4)
+    fc = brune_corner_frequency_hz(magnitude, 3.0, 3.4)
     assert np.all(np.diff(fc) < 0)
     # ω² model: a unit of magnitude lowers fc by 10^(1.5/3)
     np.testing.assert_allclose(fc[:-2] / fc[2:], 10**0.5)
@@ -311,18 +352,18 @@ def test_corner_frequency_decreases_with_magnitude() -> None:
     # and the displacement spectrum falls off above it: velocity peaks near fc
     f = np.linspace(0.1, 50, 500)
     big = np.array([3.5])
-    spectrum = demo.phase_spectrum(
+    spectrum = phase_spectrum(
         f,
         "S",
         big,
-        demo.brune_corner_frequency_hz(big, 3.0, 3.4),
+        brune_corner_frequency_hz(big, 3.0, 3.4),
         np.array([10.0]),
         np.array([0.0]),
         np.array([1e9]),
         dataclasses.replace(SMALL, kappa_s=0.0),
     )[0]
     peak = f[np.argmax(spectrum)]
-    fc_big = float(demo.brune_corner_frequency_hz(big, 3.0, 3.4)[0])
+    fc_big = float(brune_corner_frequency_hz(big, 3.0, 3.4)[0])
     assert 0.7 * fc_big < peak < 1.3 * fc_big
 
 
@@ -334,12 +375,12 @@ def test_amplitude_decreases_with_distance(catalog: pd.DataFrame) -> None:
         demo.synthesize_waveforms(near, SMALL),
         demo.synthesize_waveforms(far, SMALL),
     )
-    assert np.abs(x_near[:, 500:1300]).max() > 3 * np.abs(x_far[:, 500:1300]).max()
+    assert np.abs(x_near[:, SIGNAL]).max() > 3 * np.abs(x_far[:, SIGNAL]).max()
 
 
 def test_background_noise_before_p(catalog: pd.DataFrame) -> None:
     (trace,) = demo.synthesize_waveforms(_event(catalog), SMALL)
-    noise = trace[:, :490]
+    noise = trace[:, : P_ARRIVAL_SAMPLE - 10]
     assert np.all(noise.std(axis=1) > 0)
     assert np.isfinite(trace).all()
 
@@ -370,11 +411,8 @@ def test_defects_are_planted_as_configured(written: Path) -> None:
     assert len(defects.nan_traces) == SMALL.n_nan_traces
     assert len(defects.missing_in_hdf5) == SMALL.n_missing_in_hdf5
     assert len(defects.all) == 5  # all distinct
-    paths = demo.raw_paths(written)
-    listed = set(pd.read_csv(paths["pre_csv"])["trace_name"]) | set(
-        pd.read_csv(paths["post_csv"])["trace_name"]
-    )
-    stored = set(_read_hdf5(paths["pre_hdf5"])) | set(_read_hdf5(paths["post_hdf5"]))
+    listed = {name for cls in CLASS_NAMES for name in _attributes(written, cls)["trace_name"]}
+    stored = {name for cls in CLASS_NAMES for name in _traces(written, cls)}
     assert listed - stored == set(defects.missing_in_hdf5)
     assert defects.all <= listed
 
@@ -384,11 +422,13 @@ def test_no_defects_when_none_configured(tmp_path: Path) -> None:
     defects = demo.demo_defects(cfg)
     assert not defects.all
     demo.write_demo_dataset(cfg, tmp_path)
-    paths = demo.raw_paths(tmp_path)
-    for cls in ("pre", "post"):
-        traces = _read_hdf5(paths[f"{cls}_hdf5"])
-        assert len(traces) == len(pd.read_csv(paths[f"{cls}_csv"]))
-        assert all(t.shape == (3, demo.N_SAMPLES) and np.isfinite(t).all() for t in traces.values())
+    for cls in CLASS_NAMES:
+        traces = _traces(tmp_path, cls)
+        assert len(traces) == len(_attributes(tmp_path, cls))
+        assert all(
+            t.shape == (len(CHANNELS), TRACE_SAMPLES) and np.isfinite(t).all()
+            for t in traces.values()
+        )
 
 
 def test_too_small_a_demo_fails_with_the_parameter_name() -> None:

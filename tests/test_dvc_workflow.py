@@ -1,4 +1,4 @@
-"""The DVC workflow users rely on (issue 5): ``dvc repro``, ``dvc exp``, remotes, artifacts.
+"""The DVC workflow users rely on: ``dvc repro``, ``dvc exp``, remotes, artifacts.
 
 Two kinds of tests:
 
@@ -30,6 +30,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quakeshap import report
+from quakeshap.artifacts import checkpoint, raw, shap_set
+from quakeshap.artifacts import metrics as metric_files
 from tests.dvc_helpers import (
     REPO_ROOT,
     STAGES,
@@ -42,6 +45,10 @@ from tests.dvc_helpers import (
     wait_until,
 )
 from tests.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, free_port
+
+#: the two released artifacts (dvc.yaml's ``artifacts``), as their owners place them
+MODEL = checkpoint.PATH.as_posix()
+SHAP = shap_set.PATH.as_posix()
 
 
 def _dvc_yaml() -> dict:
@@ -72,7 +79,7 @@ def test_data_deps_are_outputs_of_earlier_stages():
     produced: dict[str, str] = {}
     for name, stage in stages.items():
         for dep in _stage_paths(stage, "deps"):
-            if dep.startswith(("stages/", "src/")):
+            if dep.startswith("src/"):
                 continue
             owners = {s for out, s in produced.items() if dep == out or dep.startswith(out + "/")}
             assert owners, f"stage {name}: dep {dep} is not an output of an earlier stage"
@@ -84,9 +91,9 @@ def test_artifacts_are_stage_outputs():
     spec = _dvc_yaml()
     outs = {p for stage in spec["stages"].values() for p in _stage_paths(stage, "outs")}
     artifacts = spec["artifacts"]
-    assert artifacts["cnn2d"]["path"] == "models/model.pt"
+    assert artifacts["cnn2d"]["path"] == MODEL
     assert artifacts["cnn2d"]["type"] == "model"
-    assert artifacts["shap-maps"]["path"] == "data/shap"
+    assert artifacts["shap-maps"]["path"] == SHAP
     for name, artifact in artifacts.items():
         assert artifact["path"] in outs, f"artifact {name}: {artifact['path']} is no stage output"
         assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", name), f"{name}: not a GTO name"
@@ -154,7 +161,7 @@ def test_a_parameter_reruns_its_stage_and_those_after_it(work, change, expected)
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "module",
-    ["src/quakeshap/training.py", "src/quakeshap/spectrogram.py", "src/quakeshap/plots.py"],
+    ["src/quakeshap/training.py", "src/quakeshap/spectrogram.py", "src/quakeshap/report.py"],
 )
 def test_editing_a_module_reruns_exactly_the_stages_that_import_it(work, module):
     # outputs are deterministic, so stages after those that import the module see
@@ -169,7 +176,7 @@ def test_editing_a_module_reruns_exactly_the_stages_that_import_it(work, module)
 def test_deleted_outputs_are_restored_by_checkout(work):
     outs = lock_outs(work.lock())
     before = file_md5s(work.root, outs)
-    for rel in ("models/model.pt", "data/shap", "reports/figures", "data/raw"):
+    for rel in (MODEL, SHAP, report.FIGURES_DIR.as_posix(), raw.PATH.as_posix()):
         path = work.root / rel
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert not work.is_up_to_date()
@@ -206,12 +213,12 @@ def test_experiments_show_and_diff(work, tmp_path):
         data = exps[name]
         assert data["params"]["params.yaml"]["data"]["plots"]["dpi"] == dpi
         metrics = data["metrics"]
-        evaluate = metrics["reports/metrics/evaluate.json"]["data"]
+        evaluate = metrics[metric_files.PATHS["evaluate"].as_posix()]["data"]
         assert {"accuracy", "f1", "precision", "recall"} <= set(evaluate)
-        explain = metrics["reports/metrics/explain.json"]["data"]
+        explain = metrics[metric_files.PATHS["explain"].as_posix()]["data"]
         assert "additivity_error_max" in explain
         assert "band_fraction" in explain
-        assert "reports/metrics/train.json" in metrics
+        assert metric_files.PATHS["train"].as_posix() in metrics
     diff = json.loads(work.dvc("exp", "diff", "dpi30", "dpi35-wide", "--json").stdout)
     changed = diff["params"]["params.yaml"]
     assert changed["plots.dpi"]["old"] == 30 and changed["plots.dpi"]["new"] == 35
@@ -249,14 +256,12 @@ def test_queued_sweep_runs_every_value(work):
 @pytest.mark.slow
 def test_artifacts_can_be_fetched_with_dvc_get(work, tmp_path):
     lock = work.lock()
-    model_md5 = next(
-        out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.pt"
-    )
+    model_md5 = next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == MODEL)
     target = tmp_path / "fetched"
     target.mkdir()
     url = str(work.root)
-    work.dvc("get", url, "models/model.pt", "--rev", "main", "-o", "model.pt", cwd=target)
-    assert file_md5s(target, ["model.pt"]) == {"model.pt": model_md5}
+    work.dvc("get", url, MODEL, "--rev", "main", "-o", "fetched.pt", cwd=target)
+    assert file_md5s(target, ["fetched.pt"]) == {"fetched.pt": model_md5}
     # a release: a GTO tag names the artifact's version
     work.git("tag", "-a", "cnn2d@v0.1.0", "-m", "release cnn2d v0.1.0")
     work.git("tag", "-a", "shap-maps@v0.1.0", "-m", "release shap-maps v0.1.0")
@@ -264,9 +269,7 @@ def test_artifacts_can_be_fetched_with_dvc_get(work, tmp_path):
     assert file_md5s(target, ["cnn2d.pt"]) == {"cnn2d.pt": model_md5}
     work.dvc("artifacts", "get", url, "shap-maps", "--rev", "v0.1.0", "-o", "shap", cwd=target)
     fetched = {k.removeprefix("shap/"): v for k, v in file_md5s(target, ["shap"]).items()}
-    original = {
-        k.removeprefix("data/shap/"): v for k, v in file_md5s(work.root, ["data/shap"]).items()
-    }
+    original = {k.removeprefix(f"{SHAP}/"): v for k, v in file_md5s(work.root, [SHAP]).items()}
     assert fetched == original
 
 

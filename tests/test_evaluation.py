@@ -8,33 +8,38 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from quakeshap import evaluation
+from quakeshap.artifacts import checkpoint, metrics, predictions
 from quakeshap.evaluation import EvaluationError
-from quakeshap.model import CNN2D, ModelConfig, make_checkpoint, save_checkpoint
-from tests.conftest import REPO_ROOT, make_spectrogram_set, write_spectrogram_set
-from tests.test_training import cli, load_stage
+from quakeshap.stages import evaluate as evaluate_stage
+from tests.fixtures import (
+    PARAMS_FILE,
+    make_checkpoint,
+    make_spectrogram_set,
+    write_checkpoint,
+    write_params,
+    write_spectrogram_set,
+)
+from tests.test_training import cli
 
 
 def _table(label, predicted, week=None):
-    """A predictions table with logits consistent with the predicted class."""
+    """A predictions table whose logits give the ``predicted`` classes."""
     predicted = np.asarray(predicted)
     margin = np.linspace(0.5, 3.0, len(predicted))
     logit_post = np.where(predicted == "post", margin, -margin)
-    return pd.DataFrame(
+    meta = pd.DataFrame(
         {
             "trace_name": [f"t{i}" for i in range(len(label))],
             "label": label,
-            "logit_pre": -logit_post,
-            "logit_post": logit_post,
-            "predicted": predicted,
-            "correct": np.asarray(label) == predicted,
             "week": week if week is not None else [40] * len(label),
         }
     )
+    logits = np.stack([-logit_post, logit_post], axis=1).reshape(-1, 2)
+    return evaluation.predictions_table(meta, logits)
 
 
 def test_metrics_against_a_hand_computed_confusion_matrix():
@@ -83,7 +88,7 @@ def test_predictions_table_follows_the_contract():
                          "week": [40, 45, 46], "other": [1, 2, 3]})  # fmt: skip
     logits = np.array([[2.0, -1.0], [1000.0, 999.0], [0.0, 0.0]], dtype=np.float32)
     table = evaluation.predictions_table(meta, logits)
-    assert tuple(table.columns) == evaluation.PREDICTION_COLUMNS
+    assert tuple(table.columns) == predictions.PREDICTION_COLUMNS
     assert table["predicted"].tolist() == ["pre", "pre", "pre"]  # a tie goes to pre
     assert table["correct"].tolist() == [True, False, False]
     expected = [1 / (1 + np.exp(-3.0)), 1 / (1 + np.exp(-1.0)), 0.5]  # no overflow at 1000
@@ -131,24 +136,21 @@ def test_non_finite_logits_are_an_error(rng):
 # --------------------------------------------------------------------------------------
 
 
-def _project(tmp_path, rng, test_traces=None, config=None):
+def _project(tmp_path, rng, test_traces=None, height=33):
     sset = make_spectrogram_set(rng, 30, 20, shape=(3, 33, 96))
     write_spectrogram_set(tmp_path / "spectrograms", sset)
-    torch.manual_seed(0)
-    net = CNN2D(config or ModelConfig())
-    extra = {"test_traces": test_traces} if test_traces is not None else None
-    ckpt = make_checkpoint(net, ["pre", "post"], [0.5] * 3, [0.2] * 3, extra=extra)
-    save_checkpoint(ckpt, tmp_path / "model.pt")
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["train"]["device"] = "cpu"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    ckpt = make_checkpoint(height=height)
+    if test_traces is not None:
+        ckpt["test_traces"] = test_traces
+    write_checkpoint(tmp_path, ckpt)
+    write_params(tmp_path, train={"device": "cpu"})
     return sset
 
 
 def _argv(tmp_path, out="out"):
-    return cli(params=tmp_path / "params.yaml", spectrograms=tmp_path / "spectrograms",
-               model=tmp_path / "model.pt", out=tmp_path / out,
-               metrics=tmp_path / out / "evaluate.json")  # fmt: skip
+    return cli(params=tmp_path / PARAMS_FILE, spectrograms=tmp_path / "spectrograms",
+               model=tmp_path / checkpoint.PATH, out=tmp_path / out,
+               metrics=tmp_path / out / metrics.PATHS["evaluate"].name)  # fmt: skip
 
 
 def test_evaluate_stage_scores_the_checkpoints_test_set(tmp_path, rng):
@@ -156,39 +158,41 @@ def test_evaluate_stage_scores_the_checkpoints_test_set(tmp_path, rng):
     chosen = ["NRCA.IV.100003_EV", "NRCA.IV.100045_EV", "NRCA.IV.100010_EV", "NRCA.IV.100031_EV"]
     sset = _project(tmp_path, rng, test_traces=chosen)
     assert set(chosen) <= set(sset.metadata["trace_name"])
-    stage = load_stage("evaluate")
-    assert stage.main(_argv(tmp_path)) == 0
-    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert tuple(predictions.columns) == evaluation.PREDICTION_COLUMNS
-    assert predictions["trace_name"].tolist() == chosen
-    metrics = json.loads((tmp_path / "out" / "evaluate.json").read_text())
-    assert metrics["n_test"] == 4 and set(metrics["confusion"]) == {"tn", "fp", "fn", "tp"}
-    confusion = pd.read_csv(tmp_path / "out" / "confusion.csv")
-    assert list(confusion.columns) == ["label", "predicted"] and len(confusion) == 4
-    weekly = pd.read_csv(tmp_path / "out" / "weekly_accuracy.csv")
-    assert weekly["n"].sum() == 4
+    assert evaluate_stage.main(_argv(tmp_path)) == 0
+    out = tmp_path / "out"
+    table = predictions.load(out / predictions.PREDICTIONS_FILE)
+    assert tuple(table.columns) == predictions.PREDICTION_COLUMNS
+    assert table["trace_name"].tolist() == chosen
+    scores = metrics.load(out / metrics.PATHS["evaluate"].name, "evaluate")
+    assert scores["n_test"] == 4 and set(scores["confusion"]) == {"tn", "fp", "fn", "tp"}
+    confusion = pd.read_csv(out / predictions.CONFUSION_FILE)
+    assert tuple(confusion.columns) == predictions.CONFUSION_COLUMNS and len(confusion) == 4
+    weekly = pd.read_csv(out / predictions.WEEKLY_FILE)
+    assert tuple(weekly.columns) == predictions.WEEKLY_COLUMNS and weekly["n"].sum() == 4
     # deterministic: a second run writes the same bytes
-    assert stage.main(_argv(tmp_path, out="again")) == 0
-    for name in ("predictions.csv", "confusion.csv", "weekly_accuracy.csv", "evaluate.json"):
-        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+    assert evaluate_stage.main(_argv(tmp_path, out="again")) == 0
+    names = (predictions.PREDICTIONS_FILE, predictions.CONFUSION_FILE, predictions.WEEKLY_FILE,
+             metrics.PATHS["evaluate"].name)  # fmt: skip
+    for name in names:
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
 
 
 def test_evaluate_stage_without_test_list_uses_the_split_column(tmp_path, rng):
     sset = _project(tmp_path, rng)
-    assert load_stage("evaluate").main(_argv(tmp_path)) == 0
-    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert evaluate_stage.main(_argv(tmp_path)) == 0
+    table = predictions.load(tmp_path / "out" / predictions.PREDICTIONS_FILE)
     expected = sset.metadata.loc[sset.metadata["split"] == "test", "trace_name"]
-    assert predictions["trace_name"].tolist() == expected.tolist()
+    assert table["trace_name"].tolist() == expected.tolist()
 
 
 def test_evaluate_stage_rejects_a_model_for_another_image_shape(tmp_path, rng, caplog):
-    _project(tmp_path, rng, config=ModelConfig(height=65))
-    assert load_stage("evaluate").main(_argv(tmp_path)) == 1
+    _project(tmp_path, rng, height=65)
+    assert evaluate_stage.main(_argv(tmp_path)) == 1
     assert "trained on images of shape (3, 65, 96)" in caplog.text
-    assert not (tmp_path / "out" / "predictions.csv").exists()
+    assert not (tmp_path / "out" / predictions.PREDICTIONS_FILE).exists()
 
 
 def test_evaluate_stage_rejects_unknown_test_traces(tmp_path, rng, caplog):
     _project(tmp_path, rng, test_traces=["NRCA.IV.nope_EV"])
-    assert load_stage("evaluate").main(_argv(tmp_path)) == 1
+    assert evaluate_stage.main(_argv(tmp_path)) == 1
     assert "not in the spectrogram set" in caplog.text

@@ -1,4 +1,4 @@
-"""The study's CNN2D (SPEC §3), its checkpoints and device resolution."""
+"""The study's CNN2D (docs/method.md §3), its checkpoints and device resolution."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from quakeshap import model as qm
-from quakeshap.model import CNN2D, CheckpointError, DeviceError, ModelConfig
+from quakeshap.artifacts import checkpoint
+from quakeshap.artifacts.checkpoint import CheckpointError
+from quakeshap.model import CNN2D, DeviceError, ModelConfig
+from quakeshap.record import CLASS_NAMES
 
 
 def _macs(net: nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
@@ -39,7 +42,7 @@ def _macs(net: nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
 
 def test_shapes_and_parameter_count_match_the_study():
     net = CNN2D()
-    assert qm.count_parameters(net) == 3_239_810  # SPEC: 3.24 M
+    assert qm.count_parameters(net) == 3_239_810  # docs/method.md §3: 3.24 M
     features = net.features(torch.zeros(2, 3, 33, 96))
     assert features.shape == (2, 128, 8, 24)  # flatten: 128·8·24 = 24576
     assert net(torch.zeros(2, 3, 33, 96)).shape == (2, 2)
@@ -86,8 +89,9 @@ def test_no_module_instance_is_used_twice():
 
 
 def test_forward_flops():
-    """About 68 MFLOP per forward pass (SPEC), counting 2 FLOP per multiply–accumulate of the
-    convolutions and linear layers (batch norm, pooling and ReLU add < 1 %)."""
+    """About 68 MFLOP per forward pass (docs/method.md §3), counting 2 FLOP per
+    multiply–accumulate of the convolutions and linear layers (batch norm, pooling and ReLU
+    add < 1 %)."""
     macs = _macs(CNN2D(), (3, 33, 96))
     assert macs == {
         "features.0": 32 * 33 * 96 * 3 * 9,  # 2,737,152
@@ -105,9 +109,12 @@ def test_checkpoint_round_trip_and_normalisation(tmp_path):
     torch.manual_seed(0)
     net = CNN2D(ModelConfig(dropout=0.2)).eval()
     mean, std = [0.681, 0.667, 0.649], [0.133, 0.135, 0.133]
-    ckpt = qm.make_checkpoint(net, ["pre", "post"], mean, std, extra={"test_traces": ["a", "b"]})
-    qm.save_checkpoint(ckpt, tmp_path / "model.pt")
-    loaded = qm.load_checkpoint(tmp_path / "model.pt")
+    ckpt = checkpoint.make(net, list(CLASS_NAMES), mean, std, extra={"test_traces": ["a", "b"]})
+    path = tmp_path / checkpoint.PATH.name
+    checkpoint.save(ckpt, path)
+    loaded = checkpoint.load(path)
+    assert tuple(loaded)[: len(checkpoint.KEYS)] == checkpoint.KEYS
+    assert loaded["class_names"] == list(CLASS_NAMES)
     assert loaded["test_traces"] == ["a", "b"] and loaded["model_config"]["dropout"] == 0.2
     rebuilt = qm.model_from_checkpoint(loaded, input_shape=(3, 33, 96))
     x = torch.rand(4, 3, 33, 96, generator=torch.Generator().manual_seed(1))
@@ -118,7 +125,7 @@ def test_checkpoint_round_trip_and_normalisation(tmp_path):
 
 
 def test_checkpoint_for_another_image_shape_is_a_clear_error(tmp_path):
-    ckpt = qm.make_checkpoint(CNN2D(), ["pre", "post"], [0.5] * 3, [0.1] * 3)
+    ckpt = checkpoint.make(CNN2D(), list(CLASS_NAMES), [0.5] * 3, [0.1] * 3)
     with pytest.raises(CheckpointError, match=r"trained on images of shape \(3, 33, 96\).*"
                        r"\(3, 65, 96\).*dvc repro train"):  # fmt: skip
         qm.model_from_checkpoint(ckpt, input_shape=(3, 65, 96))
@@ -126,13 +133,28 @@ def test_checkpoint_for_another_image_shape_is_a_clear_error(tmp_path):
 
 def test_unreadable_or_foreign_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        qm.load_checkpoint(tmp_path / "absent.pt")
+        checkpoint.load(tmp_path / "absent.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable"):
-        qm.load_checkpoint(tmp_path / "junk.pt")
+        checkpoint.load(tmp_path / "junk.pt")
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="lacks"):
-        qm.load_checkpoint(tmp_path / "foreign.pt")
+        checkpoint.load(tmp_path / "foreign.pt")
+
+
+def test_checkpoints_are_saved_byte_for_byte_and_folds_together(tmp_path):
+    """The same checkpoint gives the same bytes wherever it is saved; the folds go into one
+    folder, all or none."""
+    torch.manual_seed(0)
+    ckpt = checkpoint.make(CNN2D(), list(CLASS_NAMES), [0.5] * 3, [0.1] * 3, extra={"fold": 1})
+    checkpoint.save(ckpt, tmp_path / "a" / checkpoint.PATH.name)
+    checkpoint.save(ckpt, tmp_path / "b" / checkpoint.PATH.name)
+    first, second = ((tmp_path / d / checkpoint.PATH.name).read_bytes() for d in "ab")
+    assert first == second
+    folds = tmp_path / checkpoint.FOLDS_DIR.name
+    checkpoint.save_folds({1: ckpt, 2: ckpt}, folds)
+    assert sorted(p.name for p in folds.iterdir()) == [checkpoint.fold_file(k) for k in (1, 2)]
+    assert (folds / checkpoint.fold_file(2)).read_bytes() == first
 
 
 def test_device_resolution(monkeypatch):

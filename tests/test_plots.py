@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import shutil
 import struct
 from pathlib import Path
 
+import h5py
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -15,17 +18,20 @@ import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
-from quakeshap import files, plots
+from quakeshap import files, plots, record
+from quakeshap.artifacts import metrics, raw, shap_set
+from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import ConfigError, PlotsConfig
-from quakeshap.plots import PlotInputError
-from tests.plot_inputs import run_plots_stage
+from quakeshap.plots import PlotInputError, figures
+from quakeshap.report import FIGURES_DIR, REPORT_FILE
+from tests.fixtures import PARAMS_FILE, STATION, run_plots_stage
 
 COOLWARM = matplotlib.colormaps["coolwarm"]
 
 
 def _copy_inputs(root: Path, dest: Path) -> Path:
     """The project's inputs without the stage's outputs."""
-    shutil.copytree(root, dest, ignore=shutil.ignore_patterns("figures", "index.html"))
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns(FIGURES_DIR.name, REPORT_FILE.name))
     return dest
 
 
@@ -57,43 +63,44 @@ def test_stage_writes_every_figure_with_stable_names(plots_project):
         "training_curves.png",
         *explained,
     }
-    figures = root / "reports/figures"
-    assert {p.name for p in figures.iterdir()} == expected
+    figure_dir = root / FIGURES_DIR
+    assert {p.name for p in figure_dir.iterdir()} == expected
     assert len(explained) == 4  # two misclassified, one example per class
-    dpi = yaml.safe_load((root / "params.yaml").read_text())["plots"]["dpi"]
-    for path in figures.iterdir():
+    dpi = yaml.safe_load((root / PARAMS_FILE).read_text())["plots"]["dpi"]
+    for path in figure_dir.iterdir():
         data = path.read_bytes()
         chunks = _png_chunks(data)
         assert b"tIME" not in chunks, f"{path.name} carries a timestamp"
         assert b"Software" not in data, f"{path.name} carries a software stamp"
         with Image.open(path) as image:
             assert min(image.size) >= 2 * dpi  # a real figure, not an empty canvas
-    assert (root / "reports/index.html").is_file()
+    assert (root / REPORT_FILE).is_file()
     # nothing temporary left beside the outputs
-    assert not [p for p in (root / "reports").iterdir() if p.name.startswith(".")]
+    assert not [p for p in figure_dir.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_stage_is_byte_identical_across_runs(plots_project, tmp_path):
     root, _ = plots_project
     again = _copy_inputs(root, tmp_path / "again")
     assert run_plots_stage(again) == 0
-    first = sorted((root / "reports/figures").iterdir())
-    second = sorted((again / "reports/figures").iterdir())
+    first = sorted((root / FIGURES_DIR).iterdir())
+    second = sorted((again / FIGURES_DIR).iterdir())
     assert [p.name for p in first] == [p.name for p in second]
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), f"{a.name} differs between runs"
-    assert (root / "reports/index.html").read_bytes() == (again / "reports/index.html").read_bytes()
+    assert (root / REPORT_FILE).read_bytes() == (again / REPORT_FILE).read_bytes()
 
 
 @pytest.mark.parametrize(
     ("remove", "named"),
     [
-        ("data/shap/weekly.csv", "data/shap/weekly.csv"),
-        ("reports/metrics/explain.json", "reports/metrics/explain.json"),
-        ("data/spectrograms/axes.json", "axes.json"),
-        ("data/raw/dset/data/catalogs/NRCA/NRCA_pre.hdf5", "NRCA_pre.hdf5"),
-        ("reports/train/history.csv", "reports/train/history.csv"),
+        (shap_set.PATH / shap_set.WEEKLY_FILE, str(shap_set.PATH / shap_set.WEEKLY_FILE)),
+        (metrics.PATHS["explain"], str(metrics.PATHS["explain"])),
+        (spectrogram_set.PATH / spectrogram_set.AXES_FILE, spectrogram_set.AXES_FILE),
+        (record.hdf5_path(raw.PATH, STATION, "pre"), record.hdf5_path("", STATION, "pre").name),
+        (metrics.HISTORY_PATH, str(metrics.HISTORY_PATH)),
     ],
+    ids=["weekly", "explain-metrics", "axes", "waveforms", "history"],
 )
 def test_missing_input_is_a_clear_error_and_writes_nothing(
     plots_project, tmp_path, caplog, remove, named
@@ -104,17 +111,33 @@ def test_missing_input_is_a_clear_error_and_writes_nothing(
         assert run_plots_stage(project) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and named in errors[0] and "dvc repro" in errors[0]
-    assert not (project / "reports/figures").exists()
-    assert not (project / "reports/index.html").exists()
+    assert not (project / FIGURES_DIR).exists()
+    assert not (project / REPORT_FILE).exists()
 
 
 def test_inconsistent_shap_folder_is_rejected(plots_project, tmp_path, caplog):
     project = _copy_inputs(plots_project[0], tmp_path / "p")
-    index = pd.read_csv(project / "data/shap/index.csv")
-    files.write_csv(project / "data/shap/index.csv", index.iloc[:-1])
+    folder = project / shap_set.PATH
+    shaps = shap_set.load(folder)
+    shap_set.write(folder, dataclasses.replace(shaps, index=shaps.index.iloc[:-1]))
     with caplog.at_level(logging.ERROR):
         assert run_plots_stage(project) == 1
-    assert "values.npy holds" in caplog.text and "index.csv" in caplog.text
+    assert f"{shap_set.VALUES_FILE} holds" in caplog.text
+    assert shap_set.INDEX_FILE in caplog.text
+
+
+def test_trace_missing_from_the_raw_data_is_named(plots_project, tmp_path):
+    project = _copy_inputs(plots_project[0], tmp_path / "p")
+    paths = plots.InputPaths().under(project)
+    inputs = plots.load_inputs(paths)
+    example, meta = inputs.example_trace, inputs.spectrograms.metadata
+    label = meta.loc[meta["trace_name"] == example, "label"].iloc[0]
+    path = record.hdf5_path(paths.raw, STATION, label)
+    with h5py.File(path, "r") as h5:
+        kept = {name: h5[name][()] for name in h5 if name != example}
+    raw.write_waveforms(path, list(kept), list(kept.values()))
+    with pytest.raises(PlotInputError, match=re.escape(example)):
+        plots.load_inputs(paths)
 
 
 @pytest.mark.parametrize(
@@ -127,32 +150,32 @@ def test_inconsistent_shap_folder_is_rejected(plots_project, tmp_path, caplog):
 )
 def test_bad_plot_parameter_is_a_clear_error(plots_project, tmp_path, caplog, key, value, message):
     project = _copy_inputs(plots_project[0], tmp_path / "p")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = yaml.safe_load((project / PARAMS_FILE).read_text())
     params["plots"][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    (project / PARAMS_FILE).write_text(yaml.safe_dump(params))
     with caplog.at_level(logging.ERROR):
         assert run_plots_stage(project) == 1
     assert message in caplog.text
-    assert not (project / "reports/figures").exists()
+    assert not (project / FIGURES_DIR).exists()
 
 
 def test_failure_while_drawing_keeps_the_previous_outputs(plots_project, tmp_path, monkeypatch):
     project = tmp_path / "p"
     shutil.copytree(plots_project[0], project)
-    before = {p.name: p.read_bytes() for p in (project / "reports/figures").iterdir()}
-    page = (project / "reports/index.html").read_bytes()
+    before = {p.name: p.read_bytes() for p in (project / FIGURES_DIR).iterdir()}
+    page = (project / REPORT_FILE).read_bytes()
 
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")
 
     # fails at the third figure, after two were saved in the temporary folder
-    monkeypatch.setattr(plots, "plot_mean_shap", broken)
+    monkeypatch.setattr(figures, "plot_mean_shap", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
         run_plots_stage(project)
-    after = {p.name: p.read_bytes() for p in (project / "reports/figures").iterdir()}
+    after = {p.name: p.read_bytes() for p in (project / FIGURES_DIR).iterdir()}
     assert after == before
-    assert (project / "reports/index.html").read_bytes() == page
-    assert not [p for p in (project / "reports").iterdir() if p.name.startswith(".")]
+    assert (project / REPORT_FILE).read_bytes() == page
+    assert not [p for p in (project / FIGURES_DIR).parent.iterdir() if p.name.startswith(".")]
 
 
 # --------------------------------------------------------------------------------------
@@ -198,8 +221,8 @@ def test_plot_mean_shap_shares_one_symmetric_scale(rng, aligned_to):
     if aligned_to == "P":
         assert (left, right) == pytest.approx((time[0] - 0.065, time[-1] + 0.065))
     else:
-        assert (left, right) == pytest.approx((0.0, plots.S_WINDOW_S))
-    phase = plots.P_ARRIVAL_S if aligned_to == "P" else plots.S_ALIGNED_AT_S
+        assert (left, right) == pytest.approx((0.0, record.S_WINDOW_LENGTH_S))
+    phase = record.P_ARRIVAL_S if aligned_to == "P" else record.S_WINDOW_BEFORE_S
     assert any(tuple(line.get_xdata()) == (phase, phase) for line in axes[0].lines)
     # a twin axis per panel histograms the other phase's arrivals, in its lower third
     twins = [ax for ax in fig.axes if ax not in list(axes)]
@@ -293,6 +316,7 @@ def test_aligned_arrivals_use_the_class_mean_members():
         {
             "trace_name": ["a", "b", "c", "d"],
             "groups": ["class", "class;week", "misclassified", "class"],
+            "class_index": [0, 1, 1, 0],
             "class_name": ["pre", "post", "post", "pre"],
             "label": ["pre", "post", "pre", "post"],
             "predicted": ["pre", "post", "post", "pre"],
@@ -322,16 +346,6 @@ def test_traces_to_draw_orders_and_deduplicates():
         plots.traces_to_draw(selection, known, "zz")
     with pytest.raises(PlotInputError, match="another run"):
         plots.traces_to_draw(selection, ["c1", "e1", "e2"], None)
-
-
-def test_read_waveforms_names_the_missing_trace(plots_project):
-    root, facts = plots_project
-    meta = pd.read_csv(root / "data/spectrograms/metadata.csv", dtype={"trace_name": str})
-    waves = plots.read_waveforms(root / "data/raw", meta, [facts["example"]])
-    assert waves[facts["example"]].shape == (3, 2500)
-    ghost = meta.iloc[[0]].assign(trace_name="NRCA.IV.ghost_EV")
-    with pytest.raises(PlotInputError, match="ghost"):
-        plots.read_waveforms(root / "data/raw", pd.concat([meta, ghost]), ["NRCA.IV.ghost_EV"])
 
 
 def test_resolve_cmap_names_the_parameter():

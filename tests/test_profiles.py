@@ -48,11 +48,11 @@ def test_study_profile_is_a_valid_configuration():
 
 def test_study_profile_values_are_the_studys(study):
     p = parse_params(study)
-    # SPEC §1: the real Zenodo record
+    # docs/method.md §1: the real Zenodo record
     assert p.data.source == "zenodo"
     assert p.data.zenodo.record_id == "15683047"
     assert p.data.zenodo.base_url == "https://zenodo.org"
-    # SPEC §2: spectrograms
+    # docs/method.md §2: spectrograms
     assert p.spectrogram.stations == ("NRCA",)
     assert p.spectrogram.sampling_rate_hz == 100.0
     assert p.spectrogram.n_samples == 1300
@@ -61,11 +61,11 @@ def test_study_profile_values_are_the_studys(study):
     assert p.spectrogram.log_floor == 1e-10
     assert p.spectrogram.quantization == "uint8"
     assert not p.spectrogram.preprocess.active
-    # SPEC §2: random 80/20 split over traces, seed 42
+    # docs/method.md §2: random 80/20 split over traces, seed 42
     assert p.split.by == "trace"
     assert p.split.test_fraction == 0.2
     assert p.split.seed == 42
-    # SPEC §3: training
+    # docs/method.md §3: training
     assert p.train.n_folds == 7
     assert p.train.lr == 1e-3
     assert p.train.batch_size == 32
@@ -75,17 +75,17 @@ def test_study_profile_values_are_the_studys(study):
     assert p.train.exclude_colocated is False
     assert p.train.dropout == 0.1
     assert p.train.mixed_precision is False
-    # SPEC §4: selection
+    # docs/method.md §4: selection
     assert p.select.per_class == 300
     assert p.select.per_week == 10
     assert (p.select.week_min, p.select.week_max) == (34, 51)
     assert p.select.max_misclassified is None
-    # SPEC §5: SHAP
+    # docs/method.md §5: SHAP
     assert p.shap.explainer == "partition"
     assert p.shap.masker == "inpaint_telea"
     assert p.shap.max_evals == 5000
     assert p.shap.batch_size == 50
-    # SPEC §6: figures in the study's colour map
+    # docs/method.md §6: figures in the study's colour map
     assert p.plots.cmap == "coolwarm"
 
 

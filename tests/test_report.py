@@ -8,13 +8,12 @@ import os
 import re
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from quakeshap import report
+from quakeshap import record, report
 
 
 class _Tags(HTMLParser):
@@ -60,7 +59,7 @@ def inputs() -> dict:
     rejected = pd.DataFrame(
         {
             "trace_name": ["NRCA.IV.1_EV", "<script>alert('x')</script>"],
-            "file": ["NRCA_pre.hdf5", "NRCA_post.hdf5"],
+            "file": [record.hdf5_path("", "NRCA", c).name for c in record.CLASS_NAMES],
             "reason": ["fewer than 3 channels", "NaN & <inf> values"],
         }
     )
@@ -103,7 +102,7 @@ def test_report_embeds_every_figure_with_its_caption(inputs):
         assert attrs["alt"] == fig.title
     text = "".join(_parse(page).text)
     assert "Look at the <red> line & smile." in text  # escaped in the source, intact as text
-    assert "reports/figures/a.png" in text
+    assert f"{report.FIGURES_DIR}/a.png" in text
 
 
 def test_report_shows_parameters_data_and_metrics(inputs):
@@ -196,15 +195,15 @@ def test_long_rejected_list_is_capped(inputs):
 
 def test_stage_report_holds_every_figure_and_key_metrics(plots_project):
     root, facts = plots_project
-    page = (root / "reports/index.html").read_text()
-    figures = sorted(p.name for p in (root / "reports/figures").iterdir())
+    page = (root / report.REPORT_FILE).read_text()
+    figures = sorted(p.name for p in (root / report.FIGURES_DIR).iterdir())
     parsed = _parse(page)
     embedded = [a["src"] for t, a in parsed.tags if t == "img"]
     assert len(embedded) == len(figures)
-    on_disk = {(root / "reports/figures" / name).read_bytes() for name in figures}
+    on_disk = {(root / report.FIGURES_DIR / name).read_bytes() for name in figures}
     assert {base64.b64decode(src.split(",", 1)[1]) for src in embedded} == on_disk
     for name in figures:
-        assert f"reports/figures/{name}" in page
+        assert f"{report.FIGURES_DIR}/{name}" in page
     text = " ".join(parsed.text)
     assert report.format_value(facts["accuracy"]) in text
     assert "band_fraction" in text and "plots.cmap" in text
@@ -250,8 +249,8 @@ def test_report_loads_in_headless_chromium(chromium, plots_project, tmp_path):
     from selenium.webdriver.chrome.service import Service
 
     root, _ = plots_project
-    page = Path(root / "reports/index.html").resolve()
-    n_figures = len(list((root / "reports/figures").iterdir()))
+    page = (root / report.REPORT_FILE).resolve()
+    n_figures = len(list((root / report.FIGURES_DIR).iterdir()))
     options = webdriver.ChromeOptions()
     options.binary_location = chromium_path
     for flag in CHROMIUM_FLAGS:

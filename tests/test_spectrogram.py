@@ -1,4 +1,4 @@
-"""quakeshap.spectrogram against scipy.signal.spectrogram, trace by trace (SPEC §2)."""
+"""quakeshap.spectrogram against scipy.signal.spectrogram, trace by trace (docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""The ``spectrograms`` stage end to end: outputs, determinism, every bad input of issue 2."""
+"""The ``spectrograms`` stage end to end: outputs, determinism, every bad input."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import io
 import logging
 import os
@@ -20,24 +19,23 @@ import pytest
 import yaml
 
 from quakeshap import files as quakeshap_files
+from quakeshap.artifacts import metrics, raw
+from quakeshap.artifacts import spectrograms as spectrogram_set
+from quakeshap.artifacts.raw import ATTRIBUTE_COLUMNS
+from quakeshap.artifacts.spectrograms import REQUIRED_COLUMNS
 from quakeshap.config import load_params
-from quakeshap.dataset import ATTRIBUTE_COLUMNS, REQUIRED_COLUMNS, load_spectrogram_set
-from quakeshap.spectrogram import compute_spectrograms, quantize
-from quakeshap.waveforms import attributes_path, hdf5_path, similar_traces_path
+from quakeshap.record import attributes_path, hdf5_path, similar_traces_path
+from quakeshap.spectrogram import build_spectrogram_set, compute_spectrograms, quantize
+from quakeshap.stages import spectrograms as spectrograms_stage
 
 from .raw_fixtures import RawSet, write_hdf5, write_raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGE = REPO_ROOT / "stages" / "spectrograms.py"
 
 
 @pytest.fixture(scope="module")
 def stage() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("stage_spectrograms", STAGE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return spectrograms_stage
 
 
 @dataclasses.dataclass
@@ -49,11 +47,11 @@ class Project:
 
     @property
     def out(self) -> Path:
-        return self.root / "data" / "spectrograms"
+        return self.root / spectrogram_set.PATH
 
     @property
     def rejected(self) -> Path:
-        return self.root / "reports" / "data" / "rejected.csv"
+        return self.root / metrics.REJECTED_PATH
 
     @property
     def params(self) -> Path:
@@ -84,14 +82,13 @@ class Project:
         found = []
         for folder in (self.root / "data", self.root / "reports"):
             if folder.exists():
-                found += [p.name for p in folder.rglob("*") if "raw" not in p.parts]
+                found += [p.name for p in folder.rglob("*") if raw.PATH.name not in p.parts]
         return found
 
 
 @pytest.fixture
 def project(tmp_path: Path, rng: np.random.Generator) -> Project:
-    raw = write_raw(tmp_path / "data" / "raw", rng, n_pre=9, n_post=7)
-    proj = Project(tmp_path, raw)
+    proj = Project(tmp_path, write_raw(tmp_path / raw.PATH, rng, n_pre=9, n_post=7))
     proj.set_params(max_rejected_fraction=0.3)
     return proj
 
@@ -107,7 +104,7 @@ def test_outputs_describe_the_valid_traces(stage, project: Project) -> None:
     write_hdf5(hdf5_path(project.raw.root, "NRCA", "pre"), pre)
     run_ok(stage, project)
 
-    dataset = load_spectrogram_set(project.out)
+    dataset = spectrogram_set.load(project.out)
     assert len(dataset) == 15
     assert dataset.images.dtype == np.uint8 and dataset.images.shape == (15, 3, 33, 96)
     meta = dataset.metadata
@@ -127,14 +124,10 @@ def test_outputs_describe_the_valid_traces(stage, project: Project) -> None:
     assert row["trace_start_time"] == source.loc[names[0], "trace_start_time"]
     assert row["source_magnitude"] == source.loc[names[0], "source_magnitude"]
 
-    rejected = pd.read_csv(project.rejected)
-    assert rejected.to_dict("records") == [
-        {
-            "trace_name": names[1],
-            "file": "dset/data/catalogs/NRCA/NRCA_pre.hdf5",
-            "reason": "fewer than 3 channels: shape (2, 2500)",
-        }
-    ]
+    rejected = metrics.load_rejected(project.rejected)
+    pre_file = hdf5_path(project.raw.root, "NRCA", "pre").relative_to(project.raw.root)
+    values = (names[1], pre_file.as_posix(), "fewer than 3 channels: shape (2, 2500)")
+    assert rejected.to_dict("records") == [dict(zip(metrics.REJECTED_COLUMNS, values, strict=True))]
 
     # every image is the study's spectrogram of its raw trace
     waves = {**project.raw.waveforms["pre"], **project.raw.waveforms["post"]}
@@ -146,21 +139,24 @@ def test_outputs_describe_the_valid_traces(stage, project: Project) -> None:
     np.testing.assert_allclose(dataset.frequency_hz, np.linspace(0, 50, 33))
     assert dataset.time_s[0] == pytest.approx(0.32) and dataset.time_s[-1] == pytest.approx(12.67)
     assert dataset.axes["quantization"] == "uint8"
-    assert {p.name for p in project.out.iterdir()} == {"images.npy", "metadata.csv", "axes.json"}
+    assert {p.name for p in project.out.iterdir()} == {
+        spectrogram_set.IMAGES_FILE,
+        spectrogram_set.METADATA_FILE,
+        spectrogram_set.AXES_FILE,
+    }
 
 
 def test_associato_and_singletons(stage, project: Project) -> None:
     pre = list(project.raw.waveforms["pre"])
     post = list(project.raw.waveforms["post"])
     groups = {pre[0]: 0, pre[1]: 0, post[0]: 0, pre[2]: 5, post[1]: 5, pre[3]: 9, "GONE": 9}
-    pd.DataFrame({"trace_name": list(groups), "associato_ev": list(groups.values())}).to_pickle(
-        similar_traces_path(project.raw.root, "NRCA")
-    )
+    similar = dict(zip(raw.SIMILAR_COLUMNS, (list(groups), list(groups.values())), strict=True))
+    raw.write_similar_traces(similar_traces_path(project.raw.root, "NRCA"), pd.DataFrame(similar))
     # post[1] is rejected: group 5 is left with pre[2] alone and is reset
     with h5py.File(hdf5_path(project.raw.root, "NRCA", "post"), "a") as fh:
         del fh[post[1]]
     run_ok(stage, project)
-    meta = load_spectrogram_set(project.out).metadata.set_index("trace_name")["associato"]
+    meta = spectrogram_set.load(project.out).metadata.set_index("trace_name")["associato"]
     assert meta[[pre[0], pre[1], post[0]]].tolist() == [1, 1, 1]
     assert meta[pre[2]] == 0 and meta[pre[3]] == 0
     assert (meta.drop([pre[0], pre[1], post[0]]) == 0).all()
@@ -168,7 +164,7 @@ def test_associato_and_singletons(stage, project: Project) -> None:
 
 def test_week_and_split(stage, project: Project) -> None:
     run_ok(stage, project)
-    meta = load_spectrogram_set(project.out).metadata
+    meta = spectrogram_set.load(project.out).metadata
     weeks = pd.to_datetime(meta["trace_start_time"], utc=True).dt.isocalendar().week
     assert meta["week"].tolist() == weeks.astype(int).tolist()
     assert set(meta["split"]) == {"train", "test"}
@@ -195,7 +191,7 @@ def test_run_twice_is_byte_identical(stage, project: Project) -> None:
         assert snapshot() == first  # nor does the number of threads
 
 
-def test_images_file_is_what_numpy_save_writes(stage, project: Project) -> None:
+def test_images_file_is_what_numpy_save_writes(project: Project) -> None:
     # two rejected traces: the file is written for 16 rows and ends holding 14
     pre = dict(project.raw.waveforms["pre"])
     names = list(pre)
@@ -204,15 +200,18 @@ def test_images_file_is_what_numpy_save_writes(stage, project: Project) -> None:
     write_hdf5(hdf5_path(project.raw.root, "NRCA", "pre"), pre)
     project.set_params(max_rejected_fraction=0.3, chunk_size=4)
     params = load_params(project.params)
-    metadata = stage.build(params, project.raw.root, project.out, project.rejected)
-    images = np.load(project.out / "images.npy")
+    metadata, rejections = build_spectrogram_set(
+        params, project.raw.root, project.out, project.rejected
+    )
+    assert len(rejections) == 2
+    images = np.load(project.out / spectrogram_set.IMAGES_FILE)
     assert images.shape == (14, 3, 33, 96)
     buffer = io.BytesIO()
     np.save(buffer, images)
-    assert (project.out / "images.npy").read_bytes() == buffer.getvalue()
-    # metadata.csv is streamed to disk: the bytes quakeshap.files.write_csv gives
+    assert (project.out / spectrogram_set.IMAGES_FILE).read_bytes() == buffer.getvalue()
+    # the metadata is streamed to disk: the bytes quakeshap.files.write_csv gives
     quakeshap_files.write_csv(project.root / "expected.csv", metadata)
-    assert (project.out / "metadata.csv").read_bytes() == (
+    assert (project.out / spectrogram_set.METADATA_FILE).read_bytes() == (
         project.root / "expected.csv"
     ).read_bytes()
 
@@ -223,18 +222,18 @@ def test_float32_preprocessing_and_png_export(stage, project: Project) -> None:
     params["spectrogram"]["preprocess"].update(demean=True, lowpass_hz=10.0)
     project.params.write_text(yaml.safe_dump(params))
     run_ok(stage, project)
-    dataset = load_spectrogram_set(project.out)
+    dataset = spectrogram_set.load(project.out)
     assert dataset.images.dtype == np.float32
     assert dataset.axes["preprocess"]["lowpass_hz"] == 10.0
-    pngs = sorted(p.name for p in (project.out / "png").iterdir())
+    pngs = sorted(p.name for p in (project.out / spectrogram_set.PNG_DIR).iterdir())
     assert pngs == sorted(dataset.metadata["filename"])
     # low-passed at 10 Hz: little power left above 20 Hz compared with the unfiltered run
     high = dataset.frequency_hz > 20
     filtered = dataset.images[:, :, high].mean()
     project.set_params(quantization="float32")
     run_ok(stage, project)
-    assert filtered < load_spectrogram_set(project.out).images[:, :, high].mean()
-    assert not (project.out / "png").exists()
+    assert filtered < spectrogram_set.load(project.out).images[:, :, high].mean()
+    assert not (project.out / spectrogram_set.PNG_DIR).exists()
 
 
 def test_demo_dataset_rejects_exactly_its_planted_defects(stage, tmp_path: Path) -> None:
@@ -242,13 +241,13 @@ def test_demo_dataset_rejects_exactly_its_planted_defects(stage, tmp_path: Path)
     from quakeshap.demo import demo_defects, write_demo_dataset
 
     cfg = DemoConfig(n_pre=40, n_post=40, n_colocated_groups=2)
-    write_demo_dataset(cfg, tmp_path / "data" / "raw")
-    proj = Project(tmp_path, RawSet(tmp_path / "data" / "raw", "NRCA", {}, {}, pd.DataFrame()))
+    write_demo_dataset(cfg, tmp_path / raw.PATH)
+    proj = Project(tmp_path, RawSet(tmp_path / raw.PATH, "NRCA", {}, {}, pd.DataFrame()))
     proj.set_params(max_rejected_fraction=0.1)
     run_ok(stage, proj)
-    rejected = pd.read_csv(proj.rejected)
+    rejected = metrics.load_rejected(proj.rejected)
     assert set(rejected["trace_name"]) == set(demo_defects(cfg).all)
-    meta = load_spectrogram_set(proj.out).metadata
+    meta = spectrogram_set.load(proj.out).metadata
     assert len(meta) + len(rejected) == 80
     assert meta["associato"].gt(0).any()
 
@@ -328,7 +327,7 @@ def test_too_many_rejected(stage, project: Project, caplog, defect: str) -> None
     expect_failure(stage, project, caplog, "3 of 16 traces", "max_rejected_fraction", names[0])
     project.set_params(max_rejected_fraction=0.2)
     run_ok(stage, project)
-    assert len(pd.read_csv(project.rejected)) == 3
+    assert len(metrics.load_rejected(project.rejected)) == 3
 
 
 def test_every_trace_rejected(stage, project: Project, caplog) -> None:
@@ -344,7 +343,7 @@ def test_constant_trace_is_rejected_not_nan(stage, project: Project) -> None:
     post[name] = np.full((3, 2500), 12.0)
     write_hdf5(hdf5_path(project.raw.root, "NRCA", "post"), post)
     run_ok(stage, project)
-    rejected = pd.read_csv(project.rejected)
+    rejected = metrics.load_rejected(project.rejected)
     assert rejected["trace_name"].tolist() == [name]
     assert rejected["reason"][0].startswith("constant spectrogram")
 
@@ -378,12 +377,12 @@ def test_malicious_pickle(stage, project: Project, caplog) -> None:
 def test_bad_parameters_fail_before_any_work(stage, project: Project, caplog, change, message):
     # an earlier good run: a bad parameter must not even touch its outputs
     run_ok(stage, project)
-    before = (project.out / "images.npy").read_bytes()
+    before = (project.out / spectrogram_set.IMAGES_FILE).read_bytes()
     project.set_params(max_rejected_fraction=0.3, **change)
     caplog.clear()
     assert stage.main(project.argv()) == 1
     assert message in caplog.text
-    assert (project.out / "images.npy").read_bytes() == before
+    assert (project.out / spectrogram_set.IMAGES_FILE).read_bytes() == before
 
 
 def test_lowpass_above_nyquist_is_a_parameter_error(stage, project: Project, caplog) -> None:
@@ -397,7 +396,7 @@ def test_lowpass_above_nyquist_is_a_parameter_error(stage, project: Project, cap
 def test_command_line_prints_one_line_and_exits_1(project: Project) -> None:
     project.set_params(stations=["NOPE"])
     result = subprocess.run(
-        [sys.executable, str(STAGE), *project.argv()],
+        [sys.executable, "-m", spectrograms_stage.__name__, *project.argv()],
         capture_output=True,
         text=True,
         cwd=project.root,

@@ -1,34 +1,30 @@
-"""Cross-validated training (SPEC §3): split, normalisation, balance, folds, early stopping,
-model choice, precision guard, determinism, and the train stage end to end."""
+"""Cross-validated training (docs/method.md §3): split, normalisation, balance, folds, early
+stopping, model choice, precision guard, determinism, and the train stage end to end."""
 
 from __future__ import annotations
-
-import importlib.util
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from quakeshap import training
+from quakeshap.artifacts import checkpoint, metrics
 from quakeshap.config import TrainConfig
-from quakeshap.model import DeviceError, load_checkpoint, model_from_checkpoint
-from quakeshap.training import (
-    EarlyStopping,
-    FoldResult,
+from quakeshap.model import DeviceError, model_from_checkpoint
+from quakeshap.record import CHANNELS
+from quakeshap.stages import train as train_stage
+from quakeshap.torch_runtime import Precision, choose_precision, deterministic_torch
+from quakeshap.training import EarlyStopping, FoldResult, choose_best_fold, train_model
+from quakeshap.training_data import (
     TrainingError,
     balance_classes,
     channel_statistics,
-    choose_best_fold,
-    choose_precision,
     kfold_indices,
-    train_model,
+    normalised_tensor,
     train_test_split,
 )
-from tests.conftest import REPO_ROOT, make_spectrogram_set, write_spectrogram_set
+from tests.fixtures import make_spectrogram_set, write_params, write_spectrogram_set
 
 CPU = torch.device("cpu")
 
@@ -43,15 +39,6 @@ def small_cfg(**changes) -> TrainConfig:
 def cli(**options) -> list[str]:
     """Command-line arguments for a stage's ``main``: ``cli(params=p)`` → ``["--params", "p"]``."""
     return [item for key, value in options.items() for item in (f"--{key}", str(value))]
-
-
-def load_stage(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"stage_{name}", REPO_ROOT / "stages" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------------------
@@ -109,6 +96,15 @@ def test_channel_statistics_are_those_of_the_pixel_values(rng):
     mean_f, std_f = channel_statistics(values.astype(np.float32), chunk_size=100)
     np.testing.assert_allclose(mean_f, mean, rtol=1e-6)
     np.testing.assert_allclose(std_f, std, rtol=1e-6)
+
+
+def test_normalised_tensor_is_the_standardised_pixel_values(rng):
+    images = rng.integers(0, 256, size=(1100, 3, 2, 3), dtype=np.uint8)  # more than a chunk
+    mean, std = channel_statistics(images)
+    x = normalised_tensor(images, mean, std, CPU)
+    assert x.dtype == torch.float32 and x.shape == images.shape
+    expected = (images / 255 - mean[None, :, None, None]) / std[None, :, None, None]
+    np.testing.assert_allclose(x.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_constant_channel_cannot_be_normalised():
@@ -189,7 +185,7 @@ def test_train_fold_stops_early_and_keeps_the_best_epochs_weights(monkeypatch, r
     x = torch.from_numpy(sset.as_float())
     y = torch.tensor(sset.labels())
     cfg = small_cfg(max_epochs=10, patience=2)
-    with training.deterministic_torch(cfg.seed, CPU, num_threads=1):
+    with deterministic_torch(cfg.seed, CPU, num_threads=1):
         result = training.train_fold(x, y, np.arange(30), np.arange(30, 40), cfg, fold=1, n_folds=1)
     assert result.epochs_run == 4 and result.best_epoch == 2
     assert result.best_val_accuracy == 0.75 and result.best_val_loss == 0.5
@@ -220,12 +216,12 @@ def test_best_fold_highest_accuracy_then_lowest_loss_then_first():
 
 def test_precision_choice():
     cuda = torch.device("cuda")
-    assert choose_precision(CPU, True) == training.Precision(False, None, False)
+    assert choose_precision(CPU, True) == Precision(False, None, False)
     assert choose_precision(cuda, False, bf16_supported=True).autocast is False
-    assert choose_precision(cuda, True, bf16_supported=True) == training.Precision(
+    assert choose_precision(cuda, True, bf16_supported=True) == Precision(
         True, torch.bfloat16, False
     )
-    assert choose_precision(cuda, True, bf16_supported=False) == training.Precision(
+    assert choose_precision(cuda, True, bf16_supported=False) == Precision(
         True, torch.float16, True
     )
 
@@ -263,7 +259,7 @@ def test_train_model_records_split_metrics_and_history(rng):
     assert m["n_balanced"] == 2 * n_post
     assert len(m["folds"]) == 3 and m["chosen_fold"] == run.model["fold"]
     assert m["epochs_run"] == len(run.history) == sum(f["epochs_run"] for f in m["folds"].values())
-    assert list(run.history.columns) == ["fold", "epoch", "train_loss", "val_loss", "val_accuracy"]
+    assert tuple(run.history.columns) == metrics.HISTORY_COLUMNS
     best = m["folds"][str(m["chosen_fold"])]
     assert best["best_val_accuracy"] == max(f["best_val_accuracy"] for f in m["folds"].values())
     assert sum(f["n_val"] for f in m["folds"].values()) == m["n_balanced"]
@@ -318,10 +314,8 @@ def test_two_runs_give_identical_weights_metrics_and_files(rng, tmp_path):
         assert torch.equal(a.model["state_dict"][k], b.model["state_dict"][k]), k
     assert a.metrics == b.metrics
     assert a.history.equals(b.history)
-    from quakeshap.model import save_checkpoint
-
-    save_checkpoint(a.model, tmp_path / "a.pt")
-    save_checkpoint(b.model, tmp_path / "b.pt")
+    checkpoint.save(a.model, tmp_path / "a.pt")
+    checkpoint.save(b.model, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     # another seed trains another model
     c = train_model(sset, small_cfg(max_epochs=2, patience=2, seed=8))
@@ -342,12 +336,8 @@ def test_training_leaves_the_global_random_state_alone(rng):
 # --------------------------------------------------------------------------------------
 
 
-def _params(tmp_path: Path, **train) -> Path:
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["train"].update({"num_threads": 1, **train})
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+def _params(tmp_path, **train):
+    return write_params(tmp_path, train={"num_threads": 1, **train})
 
 
 def test_train_stage_writes_every_output(tmp_path, rng):
@@ -356,27 +346,30 @@ def test_train_stage_writes_every_output(tmp_path, rng):
     spec = write_spectrogram_set(tmp_path / "spectrograms", sset)
     params = _params(tmp_path, n_folds=2, max_epochs=1, device="cpu")
     out = tmp_path / "out"
-    argv = cli(params=params, spectrograms=spec, models=out / "models",
-               metrics=out / "train.json", history=out / "history.csv")  # fmt: skip
-    assert load_stage("train").main(argv) == 0
-    folds = sorted(p.name for p in (out / "models" / "folds").iterdir())
-    assert folds == ["fold_1.pt", "fold_2.pt"]
-    ckpt = load_checkpoint(out / "models" / "model.pt")
+    models = out / "models"
+    metrics_file, history_file = out / metrics.PATHS["train"].name, out / metrics.HISTORY_PATH.name
+    argv = cli(params=params, spectrograms=spec, models=models, metrics=metrics_file,
+               history=history_file)  # fmt: skip
+    assert train_stage.main(argv) == 0
+    folds = sorted(p.name for p in (models / checkpoint.FOLDS_DIR.name).iterdir())
+    assert folds == [checkpoint.fold_file(1), checkpoint.fold_file(2)]
+    ckpt = checkpoint.load(models / checkpoint.PATH.name)
+    assert set(checkpoint.KEYS) <= set(ckpt)
     model = model_from_checkpoint(ckpt, input_shape=(3, 33, 96))
     assert model(torch.zeros(1, 3, 33, 96)).shape == (1, 2)
-    metrics = json.loads((out / "train.json").read_text())
-    assert metrics["chosen_fold"] in (1, 2)
-    assert set(metrics["normalization"]["mean"]) == {"E", "N", "Z"}
-    history = pd.read_csv(out / "history.csv")
+    scores = metrics.load(metrics_file, "train")
+    assert scores["chosen_fold"] in (1, 2)
+    assert tuple(scores["normalization"]["mean"]) == CHANNELS
+    history = metrics.load_history(history_file)
     assert list(history["fold"]) == [1, 2] and list(history["epoch"]) == [1, 1]
 
 
 def test_train_stage_fails_in_one_line_on_bad_input(tmp_path, caplog):
     params = _params(tmp_path)
     argv = cli(params=params, spectrograms=tmp_path / "absent", models=tmp_path / "models")
-    assert load_stage("train").main(argv) == 1
+    assert train_stage.main(argv) == 1
     assert "spectrogram set incomplete" in caplog.text
     assert not (tmp_path / "models").exists()
     bad = _params(tmp_path, n_folds=1)
-    assert load_stage("train").main(["--params", str(bad)]) == 1
+    assert train_stage.main(["--params", str(bad)]) == 1
     assert "train.n_folds" in caplog.text

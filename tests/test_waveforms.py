@@ -1,35 +1,35 @@
-"""quakeshap.waveforms: the raw layout, trace validation, the pickle, associato, the split."""
+"""quakeshap.waveforms: the catalogue, trace validation, preprocessing, the rejections.
+
+The unpickler of the similar-traces table is tested in test_unpickle.py, the split and the
+co-located groups in test_splits.py.
+"""
 
 from __future__ import annotations
 
-import os
-import pickle
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import train_test_split
 
-from quakeshap.config import PreprocessConfig, SplitConfig
-from quakeshap.dataset import ATTRIBUTE_COLUMNS
-from quakeshap.waveforms import (
+from quakeshap.artifacts.metrics import REJECTED_COLUMNS
+from quakeshap.artifacts.raw import (
+    ATTRIBUTE_COLUMNS,
     METADATA_CACHE_BYTES,
     WaveformError,
-    WaveformReader,
-    assign_split,
-    associato_ids,
-    attributes_path,
-    hdf5_path,
-    iter_waveforms,
     list_stations,
-    load_similar_traces,
+)
+from quakeshap.config import PreprocessConfig
+from quakeshap.record import CATALOG_DIR, attributes_path, hdf5_path
+from quakeshap.waveforms import (
+    TooManyRejectedError,
+    WaveformReader,
+    check_rejections,
+    iter_waveforms,
     preprocess_waveforms,
     read_catalog,
-    reset_singleton_groups,
     row_rejections,
-    similar_traces_path,
 )
 
 from .raw_fixtures import RawSet, synthetic_waveform, write_hdf5, write_raw
@@ -38,6 +38,11 @@ from .raw_fixtures import RawSet, synthetic_waveform, write_hdf5, write_raw
 @pytest.fixture
 def raw(tmp_path: Path, rng: np.random.Generator) -> RawSet:
     return write_raw(tmp_path / "raw", rng)
+
+
+def _relative(path: Path, raw: RawSet) -> str:
+    """A file of the raw layout as the catalogue's ``hdf5_file`` names it."""
+    return path.relative_to(raw.root).as_posix()
 
 
 def read_all(raw: RawSet, chunk_size: int = 4, n_samples: int = 1300):
@@ -58,8 +63,8 @@ def test_catalog_lists_pre_then_post_in_file_order(raw: RawSet) -> None:
     assert catalog["trace_name"].tolist() == expected
     assert catalog["label"].tolist() == ["pre"] * 6 + ["post"] * 4
     assert list(catalog.columns[:17]) == list(ATTRIBUTE_COLUMNS)
-    assert catalog["hdf5_file"].iloc[0] == "dset/data/catalogs/NRCA/NRCA_pre.hdf5"
-    assert catalog["hdf5_file"].iloc[-1] == "dset/data/catalogs/NRCA/NRCA_post.hdf5"
+    assert catalog["hdf5_file"].iloc[0] == _relative(hdf5_path(raw.root, "NRCA", "pre"), raw)
+    assert catalog["hdf5_file"].iloc[-1] == _relative(hdf5_path(raw.root, "NRCA", "post"), raw)
     times = pd.to_datetime(catalog["trace_start_time"], utc=True, format="ISO8601")
     assert catalog["week"].tolist() == times.dt.isocalendar().week.astype(int).tolist()
     assert catalog["trace_start_time"].iloc[0] == raw.attributes["pre"]["trace_start_time"][0]
@@ -83,7 +88,7 @@ def test_several_stations_one_after_the_other(raw: RawSet, rng) -> None:
         *other.attributes["pre"]["trace_name"],
         *other.attributes["post"]["trace_name"],
     ]
-    assert catalog["hdf5_file"][0] == "dset/data/catalogs/T1212/T1212_pre.hdf5"
+    assert catalog["hdf5_file"][0] == _relative(hdf5_path(raw.root, "T1212", "pre"), raw)
     assert list_stations(raw.root) == ["NRCA", "T1212"]
 
 
@@ -93,8 +98,9 @@ def test_unknown_station_lists_the_present_ones(raw: RawSet) -> None:
 
 
 def test_missing_catalogue_folder(tmp_path: Path) -> None:
-    with pytest.raises(WaveformError, match="dvc repro download"):
+    with pytest.raises(WaveformError, match="dvc repro download") as err:
         list_stations(tmp_path)
+    assert str(tmp_path / CATALOG_DIR) in str(err.value)
 
 
 def test_missing_attribute_table(raw: RawSet) -> None:
@@ -209,7 +215,8 @@ def test_bad_traces_are_rejected_with_reasons(raw: RawSet, rng) -> None:
         2: "non-finite samples: 1 NaN, 0 inf",
         3: "non-finite samples: 0 NaN, 2 inf",
         4: "more than 3 channels: shape (4, 2500), expected E, N, Z",
-        5: "absent from HDF5: listed in the attribute table but not in NRCA_pre.hdf5",
+        5: "absent from HDF5: listed in the attribute table but not in "
+        + hdf5_path(raw.root, "NRCA", "pre").name,
     }
     assert rows.tolist() == [6, 7, 8, 9]
     assert data.shape == (4, 3, 1300)
@@ -368,217 +375,12 @@ def test_demean_only(rng) -> None:
     np.testing.assert_allclose(out, data - data.mean(axis=-1, keepdims=True), atol=1e-12)
 
 
-# ---------------------------------------------------------------- the similar-traces pickle
-
-
-def _write_similar(path: Path, frame: pd.DataFrame, protocol: int) -> None:
-    with open(path, "wb") as fh:
-        pickle.dump(frame, fh, protocol=protocol)
-
-
-@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
-@pytest.mark.parametrize("text_dtype", [object, "str"])
-def test_similar_traces_round_trip(tmp_path: Path, protocol: int, text_dtype) -> None:
-    frame = pd.DataFrame(
-        {
-            "trace_name": pd.array(["A_EV", "B_EV", "C_EV"], dtype=text_dtype),
-            "associato_ev": np.array([3, 3, 0], dtype=np.int32),
-            "distance_km": [0.2, 0.5, np.nan],
-        },
-        index=[10, 11, 12],
-    )
-    path = tmp_path / "similar.csv"
-    _write_similar(path, frame, protocol)
-    table = load_similar_traces(path)
-    assert table["trace_name"].tolist() == ["A_EV", "B_EV", "C_EV"]
-    assert table["associato_ev"].tolist() == [3, 3, 0]
-    assert table["associato_ev"].dtype == np.int64
-
-
-def test_similar_traces_with_other_kinds_of_columns(tmp_path: Path) -> None:
-    """The record's table has columns we do not know: times, categories, nullable ints."""
-    frame = pd.DataFrame(
-        {
-            "trace_name": ["A", "B"],
-            "associato_ev": [2, 2],
-            "origin": pd.to_datetime(["2016-10-30 06:40:17", "2016-10-31 00:00:00"], utc=True),
-            "naive": pd.to_datetime(["2016-10-30 06:40:17", "2016-10-31 00:00:00"]),
-            "lag": pd.to_timedelta([1.5, 2.0], unit="s"),
-            "stamp": pd.Series(
-                [pd.Timestamp("2016-10-30"), pd.Timestamp("2016-11-01")], dtype=object
-            ),
-            "kind": pd.Categorical(["x", "y"]),
-            "count": pd.array([1, None], dtype="Int64"),
-            "ok": [True, False],
-            "score": np.float32([0.5, 0.25]),
-        }
-    )
-    path = tmp_path / "similar.csv"
-    for protocol in (2, 4, 5):
-        _write_similar(path, frame, protocol)
-        assert load_similar_traces(path)["associato_ev"].tolist() == [2, 2]
-
-
-def test_similar_traces_written_by_pandas(tmp_path: Path) -> None:
-    path = tmp_path / "dataframe_NRCA_SelectedSimilarTraces.csv"
-    pd.DataFrame({"trace_name": ["A"], "associato_ev": [1]}).to_pickle(path)
-    assert load_similar_traces(path)["associato_ev"].tolist() == [1]
-
-
-class _RunsCommand:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-class _Evaluates:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
-
-
-@pytest.mark.parametrize("payload", [_RunsCommand, _Evaluates])
-def test_malicious_pickle_is_refused_and_never_run(tmp_path: Path, payload) -> None:
-    marker = tmp_path / "pwned"
-    path = tmp_path / "similar.csv"
-    # the payload hides inside an otherwise genuine frame
-    frame = pd.DataFrame({"trace_name": ["A"], "associato_ev": [payload(marker)]})
-    path.write_bytes(pickle.dumps(frame, protocol=4))
-    with pytest.raises(WaveformError, match=f"{path}: refused to load .*(system|eval)"):
-        load_similar_traces(path)
-    assert not marker.exists()
-
-
-def test_pickle_of_something_else(tmp_path: Path) -> None:
-    path = tmp_path / "similar.csv"
-    path.write_bytes(pickle.dumps([1, 2, 3]))
-    with pytest.raises(WaveformError, match="holds a list, expected a DataFrame"):
-        load_similar_traces(path)
-    path.write_text("trace_name,associato_ev\nA,1\n")
-    with pytest.raises(WaveformError, match="not a readable pandas pickle"):
-        load_similar_traces(path)
-
-
-def test_similar_traces_needs_its_columns(tmp_path: Path) -> None:
-    path = tmp_path / "similar.csv"
-    pd.DataFrame({"trace_name": ["A"], "group": [1]}).to_pickle(path)
-    with pytest.raises(WaveformError, match=r"lacks column\(s\) \['associato_ev'\]"):
-        load_similar_traces(path)
-
-
-@pytest.mark.parametrize("ids", [[1.5, 2.0], [-1, 2], [np.nan, 1]])
-def test_similar_traces_ids_must_be_integers(tmp_path: Path, ids) -> None:
-    path = tmp_path / "similar.csv"
-    pd.DataFrame({"trace_name": ["A", "B"], "associato_ev": ids}).to_pickle(path)
-    with pytest.raises(WaveformError, match="non-negative integers"):
-        load_similar_traces(path)
-
-
-def test_similar_traces_conflicting_groups(tmp_path: Path) -> None:
-    path = tmp_path / "similar.csv"
-    pd.DataFrame({"trace_name": ["A", "A", "B", "B"], "associato_ev": [1, 2, 3, 3]}).to_pickle(path)
-    with pytest.raises(WaveformError, match=r"two groups, e.g. \['A'\]"):
-        load_similar_traces(path)
-
-
-def test_missing_similar_file_is_not_an_error(raw: RawSet, caplog) -> None:
-    from quakeshap.waveforms import read_similar_traces
-
-    similar_traces_path(raw.root, "NRCA").unlink()
-    assert read_similar_traces(raw.root, ["NRCA"]) is None
-    assert "no co-located groups" in caplog.text
-
-
-# ---------------------------------------------------------------- associato
-
-
-def test_associato_is_group_plus_one_else_zero() -> None:
-    similar = pd.DataFrame({"trace_name": ["a", "b", "c"], "associato_ev": [0, 0, 4]})
-    names = pd.Series(["x", "a", "c", "b", "y"])
-    assert associato_ids(names, similar).tolist() == [0, 1, 5, 1, 0]
-    assert associato_ids(names, None).tolist() == [0] * 5
-
-
-def test_singleton_groups_are_reset() -> None:
-    ids = np.array([0, 1, 5, 1, 0, 7, 7, 7, 9])
-    assert reset_singleton_groups(ids).tolist() == [0, 1, 0, 1, 0, 7, 7, 7, 0]
-    assert reset_singleton_groups(np.array([], dtype=np.int64)).tolist() == []
-
-
-# ---------------------------------------------------------------- split
-
-
-def _catalog(rng: np.random.Generator, n: int, n_events: int | None = None) -> pd.DataFrame:
-    start = pd.Timestamp("2016-08-24", tz="UTC")
-    times = [start + pd.Timedelta(seconds=float(s)) for s in rng.uniform(0, 1e7, n)]
-    return pd.DataFrame(
-        {
-            "trace_name": [f"T{i}" for i in range(n)],
-            "source_id": rng.integers(0, n_events or n, n).astype(str),
-            "trace_start_time": [t.strftime("%Y-%m-%d %H:%M:%S.%f+00:00") for t in times],
-        }
-    )
-
-
-@pytest.mark.parametrize(("n", "seed", "fraction"), [(5830, 42, 0.2), (101, 7, 0.3)])
-def test_trace_split_is_the_studys_train_test_split(rng, n, seed, fraction) -> None:
-    catalog = _catalog(rng, n)
-    split = assign_split(catalog, SplitConfig(by="trace", test_fraction=fraction, seed=seed))
-    train, test = train_test_split(catalog, test_size=fraction, random_state=seed)
-    assert set(np.flatnonzero(split == "test")) == set(test.index)
-    assert set(np.flatnonzero(split == "train")) == set(train.index)
-
-
-def test_trace_split_that_leaves_no_training_trace_is_refused(rng) -> None:
-    with pytest.raises(WaveformError, match=r"split\.test_fraction = 0\.9 leaves no training"):
-        assign_split(_catalog(rng, 3), SplitConfig(by="trace", test_fraction=0.9))
-
-
-def test_study_counts_after_dropping_its_four_malformed_traces(rng) -> None:
-    split = assign_split(_catalog(rng, 5830), SplitConfig())
-    assert (split == "test").sum() == 1166 and (split == "train").sum() == 4664
-    # 1166/4664 minus the study's 4 dropped traces gives its 1165/4661 when one was in test
-
-
-def test_event_split_keeps_events_whole(rng) -> None:
-    catalog = _catalog(rng, 300, n_events=60)
-    split = assign_split(catalog, SplitConfig(by="event", test_fraction=0.25, seed=3))
-    sides = pd.Series(split).groupby(catalog["source_id"]).nunique()
-    assert (sides == 1).all()
-    n_test_events = catalog["source_id"][split == "test"].nunique()
-    assert n_test_events == np.ceil(0.25 * catalog["source_id"].nunique())
-
-
-def test_time_split_is_chronological(rng) -> None:
-    catalog = _catalog(rng, 200)
-    split = assign_split(catalog, SplitConfig(by="time", test_fraction=0.2, seed=0))
-    times = pd.to_datetime(catalog["trace_start_time"], utc=True, format="ISO8601")
-    assert (split == "test").sum() == 40
-    assert times[split == "test"].min() > times[split == "train"].max()
-
-
-@pytest.mark.parametrize("by", ["trace", "event", "time"])
-def test_split_is_deterministic_and_seeded(rng, by) -> None:
-    catalog = _catalog(rng, 120)
-    a = assign_split(catalog, SplitConfig(by=by, seed=1))
-    np.testing.assert_array_equal(a, assign_split(catalog, SplitConfig(by=by, seed=1)))
-    if by != "time":
-        assert not np.array_equal(a, assign_split(catalog, SplitConfig(by=by, seed=2)))
-
-
 # ---------------------------------------------------------------- rejection limit
 
 
 def test_rejection_limit_is_inclusive() -> None:
-    from quakeshap.waveforms import TooManyRejectedError, check_rejections
-
-    rejections = pd.DataFrame(
-        {"trace_name": ["a", "b"], "file": ["f", "f"], "reason": ["x: 1", "y: 2"]}
-    )
+    values = (["a", "b"], ["f", "f"], ["x: 1", "y: 2"])
+    rejections = pd.DataFrame(dict(zip(REJECTED_COLUMNS, values, strict=True)))
     check_rejections(rejections, 10, 0.2, "raw")  # exactly at the limit: fine
     with pytest.raises(TooManyRejectedError, match=r"2 of 9 traces under raw .*1 x, 1 y"):
         check_rejections(rejections, 9, 0.2, "raw")

@@ -1,13 +1,14 @@
-"""quakeshap.zenodo and stages/download.py, over real HTTP against a local Zenodo stand-in."""
+"""The download from Zenodo (quakeshap.zenodo, quakeshap.archives, quakeshap.manifest) and the
+download stage, over real HTTP against a local Zenodo stand-in."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -19,20 +20,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quakeshap import zenodo
+from quakeshap import archives, manifest, record, zenodo
+from quakeshap.artifacts import raw
+from quakeshap.artifacts.raw import MANIFEST_FILE
 from quakeshap.config import ConfigError, ZenodoConfig
 from quakeshap.files import atomic_dir
-from tests.zenodo_server import ZenodoServer, demo_record_archive, zip_entries
+from quakeshap.stages import download as download_stage
+from tests.zenodo_server import TINY_DEMO, ZenodoServer, demo_record_archive, zip_entries
 
 RECORD = "4242"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+STATION = "NRCA"
 
+#: the files of the demo record, in the record's layout
 RAW_FILES = {
-    "dset/data/catalogs/NRCA/NRCA_pre.hdf5",
-    "dset/data/catalogs/NRCA/NRCA_post.hdf5",
-    "dset/data/catalogs/NRCA/NRCA_pre_attributes.csv",
-    "dset/data/catalogs/NRCA/NRCA_post_attributes.csv",
-    "dset/dataframe_NRCA_SelectedSimilarTraces.csv",
+    *(record.hdf5_path("", STATION, label).as_posix() for label in record.CLASS_NAMES),
+    *(record.attributes_path("", STATION, label).as_posix() for label in record.CLASS_NAMES),
+    record.similar_traces_path("", STATION).as_posix(),
 }
 
 
@@ -97,11 +101,11 @@ def test_fetch_unpacks_the_record_layout_byte_for_byte(server, dset_zip, tmp_pat
 def test_manifest_lists_every_file_with_its_size_and_sha256(server, tmp_path):
     target = tmp_path / "raw"
     fetch(make_cfg(server), target, tmp_path / "cache")
-    zenodo.write_manifest(target)
+    manifest.write_manifest(target)
 
-    manifest = json.loads((target / zenodo.MANIFEST_NAME).read_text())
-    assert [entry["path"] for entry in manifest] == sorted(RAW_FILES)
-    for entry in manifest:
+    entries = json.loads((target / MANIFEST_FILE).read_text())
+    assert [entry["path"] for entry in entries] == sorted(RAW_FILES)
+    for entry in entries:
         data = (target / entry["path"]).read_bytes()
         assert entry == {
             "path": entry["path"],
@@ -115,24 +119,24 @@ def test_manifest_is_deterministic(server, tmp_path):
     for run in ("a", "b"):  # two independent fetches, each with its own cache
         target = tmp_path / run / "raw"
         fetch(make_cfg(server), target, tmp_path / run / "cache")
-        zenodo.write_manifest(target)
-        manifests.append((target / zenodo.MANIFEST_NAME).read_bytes())
+        manifest.write_manifest(target)
+        manifests.append((target / MANIFEST_FILE).read_bytes())
     assert manifests[0] == manifests[1]
 
     # file times and a previous manifest do not change it
     target = tmp_path / "b" / "raw"
     for i, path in enumerate(sorted(target.rglob("*.csv"))):
         os.utime(path, (1_000_000 + i, 2_000_000 + i))
-    zenodo.write_manifest(target)
-    assert (target / zenodo.MANIFEST_NAME).read_bytes() == manifests[0]
+    manifest.write_manifest(target)
+    assert (target / MANIFEST_FILE).read_bytes() == manifests[0]
 
 
 def test_manifest_refuses_links(tmp_path):
     (tmp_path / "data.csv").write_text("x\n")
     (tmp_path / "link.csv").symlink_to(tmp_path / "data.csv")
-    with pytest.raises(zenodo.ManifestError, match="link"):
-        zenodo.write_manifest(tmp_path)
-    assert not (tmp_path / zenodo.MANIFEST_NAME).exists()
+    with pytest.raises(manifest.ManifestError, match="link"):
+        manifest.write_manifest(tmp_path)
+    assert not (tmp_path / MANIFEST_FILE).exists()
 
 
 def test_verified_cached_file_is_not_fetched_again(server, tmp_path):
@@ -230,13 +234,14 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
 
 def test_corrupt_archive_with_a_matching_checksum(server, tmp_path):
     server.add_record("78", {"dset.zip": b"this is not a zip file"})
-    with pytest.raises(zenodo.ArchiveError, match="corrupt archive"):
+    with pytest.raises(archives.ArchiveError, match="corrupt archive"):
         fetch(make_cfg(server, record_id="78"), tmp_path / "raw", tmp_path / "cache")
 
 
 def test_archive_without_the_station_layout(server, tmp_path):
     server.add_record("79", {"dset.zip": zip_entries({"notes/README.txt": b"hello"})})
-    with pytest.raises(zenodo.ArchiveError, match=r"dset/data/catalogs.*'notes/'"):
+    layout = re.escape(record.CATALOG_DIR.as_posix())
+    with pytest.raises(archives.ArchiveError, match=f"{layout}.*'notes/'"):
         fetch(make_cfg(server, record_id="79"), tmp_path / "raw", tmp_path / "cache")
 
 
@@ -357,8 +362,8 @@ def test_unsafe_archive_entries_are_refused(case, tmp_path):
     target = tmp_path / "deep" / "down" / "raw"
     target.mkdir(parents=True)
 
-    with pytest.raises(zenodo.ArchiveError, match=problem):
-        zenodo.extract_archive(archive, target)
+    with pytest.raises(archives.ArchiveError, match=problem):
+        archives.extract_archive(archive, target)
     if case != "zip-duplicate":  # every entry is checked before anything is written
         assert list(target.iterdir()) == []
     outside = [p for p in tmp_path.rglob("*evil*") if p != archive and target not in p.parents]
@@ -371,15 +376,21 @@ def test_unsafe_archive_over_http_leaves_no_output(server, dset_zip, tmp_path):
     entries["../../evil"] = b"payload"
     server.add_record("80", {"dset.zip": zip_entries(entries)})
     out = tmp_path / "work" / "raw"
-    with pytest.raises(zenodo.ArchiveError, match="outside"), atomic_dir(out) as tmp:
+    with pytest.raises(archives.ArchiveError, match="outside"), atomic_dir(out) as tmp:
         fetch(make_cfg(server, record_id="80"), tmp, tmp_path / "work" / "cache")
     assert not out.exists()
     assert list(tmp_path.rglob("evil")) == []
 
 
+def test_sizes_are_shown_as_zenodo_shows_them():
+    assert manifest.human_size(7) == "7 B"
+    assert manifest.human_size(1500) == "1.5 kB"
+    assert manifest.human_size(1_234_567) == "1.2 MB"
+
+
 def test_member_path_normalises_harmless_spellings():
-    assert zenodo.member_path("./dset//data\\x.csv", "a.zip").as_posix() == "dset/data/x.csv"
-    assert zenodo.member_path("./", "a.zip") is None
+    assert archives.member_path("./dset//data\\x.csv", "a.zip").as_posix() == "dset/data/x.csv"
+    assert archives.member_path("./", "a.zip") is None
 
 
 # --------------------------------------------------------------------------------------
@@ -420,77 +431,63 @@ def test_importing_zenodo_get_leaves_ctrl_c_alone():
 # --------------------------------------------------------------------------------------
 
 
-def _load_stage():
-    spec = importlib.util.spec_from_file_location(
-        "download_stage", REPO_ROOT / "stages" / "download.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def stage():
-    return _load_stage()
-
-
 def write_params(path: Path, source: str, zenodo_cfg: dict | None = None) -> Path:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params = copy.deepcopy(params)
     params["data"]["source"] = source
-    params["data"]["demo"].update(n_pre=20, n_post=20, n_colocated_groups=1, n_missing_channels=1)
+    params["data"]["demo"].update(TINY_DEMO)
     params["data"]["zenodo"].update(zenodo_cfg or {})
     path.write_text(yaml.safe_dump(params))
     return path
 
 
-def test_stage_zenodo_writes_layout_and_manifest(stage, server, tmp_path):
+def test_stage_zenodo_writes_layout_and_manifest(server, tmp_path):
     params = write_params(
         tmp_path / "params.yaml", "zenodo", {"record_id": RECORD, "base_url": server.base_url}
     )
-    out = tmp_path / "data" / "raw"
+    out = tmp_path / raw.PATH
     args = ["--params", str(params), "--out", str(out), "--cache", str(tmp_path / "cache")]
-    assert stage.main(args) == 0
-    manifest = json.loads((out / zenodo.MANIFEST_NAME).read_text())
-    assert {entry["path"] for entry in manifest} == RAW_FILES
+    assert download_stage.main(args) == 0
+    entries = json.loads((out / MANIFEST_FILE).read_text())
+    assert {entry["path"] for entry in entries} == RAW_FILES
     assert (tmp_path / "cache" / RECORD / "dset.zip").is_file()
 
 
-def test_stage_failure_is_one_line_and_keeps_the_previous_output(stage, server, tmp_path, caplog):
+def test_stage_failure_is_one_line_and_keeps_the_previous_output(server, tmp_path, caplog):
     server.advertise_checksum(RECORD, "dset.zip", "md5:" + "f" * 32)
     params = write_params(
         tmp_path / "params.yaml",
         "zenodo",
         {"record_id": RECORD, "base_url": server.base_url, "retries": 0},
     )
-    out = tmp_path / "data" / "raw"
+    out = tmp_path / raw.PATH
     out.mkdir(parents=True)
     (out / "previous.txt").write_text("kept")
     args = ["--params", str(params), "--out", str(out), "--cache", str(tmp_path / "cache")]
 
-    assert stage.main(args) == 1
+    assert download_stage.main(args) == 1
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and errors[0].exc_info is None
     assert "dset.zip" in errors[0].getMessage() and "f" * 32 in errors[0].getMessage()
     assert files_under(out) == {"previous.txt": b"kept"}
-    assert sorted(p.name for p in out.parent.iterdir()) == ["raw"]  # no temp folder left
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temp folder left
 
 
-def test_stage_rejects_a_bad_parameter_before_any_work(stage, server, tmp_path, caplog):
+def test_stage_rejects_a_bad_parameter_before_any_work(server, tmp_path, caplog):
     params = write_params(tmp_path / "params.yaml", "zenodo", {"record_id": "not-a-number"})
     out = tmp_path / "raw"
-    assert stage.main(["--params", str(params), "--out", str(out)]) == 1
+    assert download_stage.main(["--params", str(params), "--out", str(out)]) == 1
     assert "data.zenodo.record_id" in caplog.text
     assert not out.exists() and server.requests == []
 
 
-def test_stage_demo_is_deterministic(stage, tmp_path):
+def test_stage_demo_is_deterministic(tmp_path):
     params = write_params(tmp_path / "params.yaml", "demo")
     trees = []
     for run in ("a", "b"):
         out = tmp_path / run / "raw"
-        assert stage.main(["--params", str(params), "--out", str(out)]) == 0
+        assert download_stage.main(["--params", str(params), "--out", str(out)]) == 0
         trees.append(files_under(out))
     assert trees[0] == trees[1]
-    manifest = json.loads(trees[0][zenodo.MANIFEST_NAME])
-    assert {entry["path"] for entry in manifest} == RAW_FILES
+    entries = json.loads(trees[0][MANIFEST_FILE])
+    assert {entry["path"] for entry in entries} == RAW_FILES

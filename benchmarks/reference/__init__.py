@@ -1,4 +1,4 @@
-"""The study's way of doing each step, re-implemented from the method in SPEC.md.
+"""The study's way of doing each step, re-implemented from docs/method.md.
 
 These modules are benchmark baselines, not library code: they do what the study's notebooks
 did, the way they did it (one trace at a time, one PNG per trace, a DataFrame look-up per

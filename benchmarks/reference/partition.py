@@ -1,4 +1,4 @@
-"""The study's SHAP step (SPEC §5): PartitionExplainer, one trace at a time, one process.
+"""The study's SHAP step (docs/method.md §5): PartitionExplainer, one trace at a time, one process.
 
 Every image (the study's PNG values, laid out ``(33, 96, 3)``) is min–max scaled to uint8
 0..255 for shap's ``Image`` masker (``inpaint_telea``); the model function undoes that
@@ -24,7 +24,7 @@ import shap
 import torch
 from torch import nn
 
-from quakeshap.dataset import CLASS_NAMES
+from quakeshap.record import CLASS_NAMES, to_unit
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def explain_study_way(
         Per image: seed numpy's global state with it first (None = leave it as it is).
     """
     if images.dtype == np.uint8:
-        images = images.astype(np.float32) / np.float32(255.0)
+        images = to_unit(images)
     both = [False] * len(images) if explain_both is None else list(explain_both)
     per_image_seed = [None] * len(images) if seeds is None else list(seeds)
     saved_state = np.random.get_state()  # noqa: NPY002

@@ -1,10 +1,13 @@
-"""The study's spectrogram step (SPEC §2): a Python loop over traces, one PNG per trace.
+"""The study's spectrogram step (docs/method.md §2): a Python loop over traces, one PNG per
+trace.
 
-For every row of ``<STA>_{pre,post}_attributes.csv`` the study read the trace from the HDF5
-file, computed ``scipy.signal.spectrogram`` channel by channel on the first 13 s, took
-``log10(S + 1e-10)``, min–max normalised the three channels together, stacked them as an RGB
-image ``(33, 96, 3)`` (E→R, N→G, Z→B) and wrote it with ``matplotlib.pyplot.imsave``; a
-``metadata.csv`` (attributes + label, split, filename, week) described the PNG files.
+For every row of the station's pre and post attribute tables the study read the trace from
+the HDF5 file, computed ``scipy.signal.spectrogram`` channel by channel on the first 13 s,
+took ``log10(S + 1e-10)``, min–max normalised the three channels together, stacked them as
+an RGB image ``(33, 96, 3)`` (E→R, N→G, Z→B) and wrote it with ``matplotlib.pyplot.imsave``;
+a metadata table (attributes + label, split, filename, week) described the PNG files. The
+record's layout, class names, channel order and sampling rate come from
+:mod:`quakeshap.record`; the arithmetic is the study's own.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from matplotlib import image as mpimg
 from scipy import signal
 from sklearn.model_selection import train_test_split
 
+from quakeshap.artifacts.spectrograms import METADATA_FILE
+from quakeshap.record import CHANNELS, CLASS_NAMES, SAMPLING_RATE_HZ, attributes_path, hdf5_path
+
 #: the study wrote ``noverlap=64*0.8`` (51.2); scipy truncated it to 51, i.e. a 13-sample hop
 STUDY_NOVERLAP = int(64 * 0.8)
 
 
 def study_image(
     waveform: np.ndarray,
-    sampling_rate_hz: float = 100.0,
+    sampling_rate_hz: float = SAMPLING_RATE_HZ,
     n_samples: int = 1300,
     nperseg: int = 64,
     noverlap: int = STUDY_NOVERLAP,
@@ -43,7 +49,7 @@ def study_image(
         ``(33, 96, 3)`` float64 in [0, 1] for the study's settings: (frequency, time, E/N/Z).
     """
     channels = []
-    for component in range(3):
+    for component in range(len(CHANNELS)):
         _, _, power = signal.spectrogram(
             waveform[component, :n_samples], fs=sampling_rate_hz, nperseg=nperseg, noverlap=noverlap
         )
@@ -55,26 +61,26 @@ def study_image(
 def run_study_loop(
     raw_root: str | Path, out_dir: str | Path, station: str = "NRCA"
 ) -> pd.DataFrame:
-    """Write one PNG per trace and ``metadata.csv`` into ``out_dir``, the study's way.
+    """Write one PNG per trace and the metadata table into ``out_dir``, the study's way.
 
     Parameters
     ----------
     raw_root
         The extracted record: holds ``dset/data/catalogs/<station>/``.
     out_dir
-        Created if needed; receives ``<trace_name>.png`` and ``metadata.csv``.
+        Created if needed; receives ``<trace_name>.png`` and the metadata table
+        (:data:`~quakeshap.artifacts.spectrograms.METADATA_FILE`, as the study named it).
 
     Returns
     -------
     pandas.DataFrame
         The metadata written, one row per PNG, in the order traces were processed.
     """
-    catalog = Path(raw_root) / "dset" / "data" / "catalogs" / station
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = []
-    for label in ("pre", "post"):
-        table = pd.read_csv(catalog / f"{station}_{label}_attributes.csv")
+    for label in CLASS_NAMES:
+        table = pd.read_csv(attributes_path(raw_root, station, label))
         tables.append(table.assign(label=label, filename=table["trace_name"] + ".png"))
     listed = pd.concat(tables, ignore_index=True)
     # the study split all listed rows (its published 4661/1165 implies the split came
@@ -84,8 +90,8 @@ def run_study_loop(
     start = pd.to_datetime(listed["trace_start_time"], format="ISO8601", utc=True)
     listed["week"] = start.dt.isocalendar().week.astype(int)
     written = []
-    for label in ("pre", "post"):
-        with h5py.File(catalog / f"{station}_{label}.hdf5", "r") as h5:
+    for label in CLASS_NAMES:
+        with h5py.File(hdf5_path(raw_root, station, label), "r") as h5:
             for row in listed[listed["label"] == label].itertuples():
                 if row.trace_name not in h5:
                     continue
@@ -97,7 +103,7 @@ def run_study_loop(
                 mpimg.imsave(out / row.filename, study_image(waveform))
                 written.append(row.Index)
     metadata = listed.loc[written].reset_index(drop=True)
-    metadata.to_csv(out / "metadata.csv", index=False)
+    metadata.to_csv(out / METADATA_FILE, index=False)
     return metadata
 
 

@@ -1,5 +1,5 @@
-"""The study's training data path (SPEC §3): a PNG decoded and a DataFrame row looked up
-for every sample, in ``Dataset.__getitem__``, batched by a ``DataLoader``.
+"""The study's training data path (docs/method.md §3): a PNG decoded and a DataFrame row
+looked up for every sample, in ``Dataset.__getitem__``, batched by a ``DataLoader``.
 
 The model, loss and optimiser are the same as quakeshap's (the study's CNN2D, cross-entropy,
 Adam); only the way batches reach the model differs, which is what the training benchmark
@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from quakeshap.dataset import CLASS_NAMES
+from quakeshap.record import CLASS_NAMES
 
 
 def write_study_pngs(

@@ -3,7 +3,9 @@
 Every section of ``params.yaml`` maps to one frozen dataclass, built with
 :func:`build` so that an unknown, missing or mistyped key fails loudly, with its dotted
 name, before a stage does any work. ``params.yaml`` is the demo configuration;
-``profiles/study.yaml`` holds the study's values for the same keys.
+``profiles/study.yaml`` holds the study's values for the same keys. The defaults of the
+dataclasses are ``params.yaml``'s values (``tests/test_config.py`` checks it): two sets of
+values, the demo and the study, not three.
 
 Stages read only the sections they declare in ``dvc.yaml``::
 
@@ -173,7 +175,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class SpectrogramConfig:
-    """The study's spectrogram (SPEC §2)."""
+    """The study's spectrogram (``docs/method.md`` §2)."""
 
     stations: tuple[str, ...] = ("NRCA",)
     sampling_rate_hz: float = 100.0
@@ -233,11 +235,12 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Cross-validated training of the study's CNN2D (SPEC §3)."""
+    """Cross-validated training of the study's CNN2D (``docs/method.md`` §3)."""
 
     seed: int = 42
     device: Literal["auto", "cuda", "cpu"] = "auto"
-    n_folds: int = 7
+    #: the study: 7 (profiles/study.yaml); fewer folds keep the demo quick
+    n_folds: int = 4
     lr: float = 1e-3
     batch_size: int = 32
     max_epochs: int = 10
@@ -264,15 +267,16 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SelectConfig:
-    """Which test traces to explain (SPEC §4)."""
+    """Which test traces to explain (``docs/method.md`` §4)."""
 
     seed: int = 42
-    per_class: int = 300
-    per_week: int = 10
-    week_min: int = 34
-    week_max: int = 51
+    per_class: int = 2
+    per_week: int = 1
+    #: the study: weeks 34-51; each week costs a SHAP run
+    week_min: int = 38
+    week_max: int = 49
     #: cap on misclassified traces explained; None = all of them (the study)
-    max_misclassified: int | None = None
+    max_misclassified: int | None = 2
     #: trace names; empty = the most confidently correct trace of each class
     examples: tuple[str, ...] = ()
 
@@ -289,7 +293,7 @@ class SelectConfig:
 
 @dataclass(frozen=True)
 class ShapConfig:
-    """SHAP explanations (SPEC §5)."""
+    """SHAP explanations (``docs/method.md`` §5)."""
 
     explainer: Literal["partition", "deep", "gradient"] = "partition"
     #: inpaint_telea | inpaint_ns | blur(k,k) | a constant number

@@ -17,7 +17,7 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from quakeshap.artifacts.predictions import PREDICTION_COLUMNS
+from quakeshap.artifacts.predictions import CONFUSION_COLUMNS, PREDICTION_COLUMNS, WEEKLY_COLUMNS
 from quakeshap.artifacts.spectrograms import SpectrogramSet
 from quakeshap.record import CLASS_NAMES
 
@@ -184,20 +184,22 @@ def classification_metrics(predictions: pd.DataFrame) -> dict[str, Any]:
 
 
 def weekly_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per ISO week: columns ``week``, ``n``, ``accuracy``, weeks ascending."""
+    """Accuracy per ISO week (:data:`~quakeshap.artifacts.predictions.WEEKLY_COLUMNS`: week,
+    number of test traces, accuracy), weeks ascending."""
     grouped = predictions.groupby("week", sort=True)["correct"]
     return pd.DataFrame(
         {
             "week": grouped.size().index.to_numpy(dtype=np.int64),
             "n": grouped.size().to_numpy(dtype=np.int64),
             "accuracy": grouped.mean().to_numpy(dtype=np.float64),
-        }
+        },
+        columns=list(WEEKLY_COLUMNS),
     )
 
 
 def confusion_table(predictions: pd.DataFrame) -> pd.DataFrame:
     """``label, predicted`` per test trace: the input of DVC's ``confusion`` plot template."""
-    return predictions[["label", "predicted"]].reset_index(drop=True)
+    return predictions[list(CONFUSION_COLUMNS)].reset_index(drop=True)
 
 
 def test_rows(data: SpectrogramSet, ckpt: dict[str, Any]) -> np.ndarray:

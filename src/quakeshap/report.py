@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from quakeshap.artifacts.metrics import REJECTED_COLUMNS
+from quakeshap.artifacts import metrics
 from quakeshap.record import CLASS_NAMES
 
 #: the ``plots`` stage's outputs: the figures, and the page that embeds them
@@ -134,14 +134,14 @@ def html_table(
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def metrics_html(metrics: Mapping[str, Any], source: str) -> str:
+def metrics_html(stage_metrics: Mapping[str, Any], source: str) -> str:
     """A metrics file as a key–value table plus one matrix table per matrix-like key."""
-    if not metrics:
+    if not stage_metrics:
         return f'<p class="note">{html.escape(source)} holds no metrics.</p>'
-    matrices = {k: v for k, v in metrics.items() if _is_matrix(v)}
+    matrices = {k: v for k, v in stage_metrics.items() if _is_matrix(v)}
     scalars: dict[str, Any] = {}
     extra_columns: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for k in matrices}
-    for key, value in metrics.items():
+    for key, value in stage_metrics.items():
         if key in matrices:
             continue
         # a flat mapping over a matrix's row keys (band_share beside band_fraction) joins it
@@ -242,6 +242,18 @@ def _key_numbers(
     return rows
 
 
+#: the page's sections: anchor and the name shown in its table of contents
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("summary", "Key numbers"),
+    ("parameters", "Parameters"),
+    ("data", "Data"),
+    ("training", "Training"),
+    ("test", "Test metrics"),
+    ("shap", "SHAP"),
+    ("figures", "Figures"),
+)
+
+
 def render_report(
     *,
     params: Mapping[str, Any],
@@ -260,97 +272,100 @@ def render_report(
     params
         ``params.yaml`` as read (the run's parameters, shown in full).
     metadata
-        ``data/spectrograms/metadata.csv``.
+        The spectrogram set's metadata (:mod:`quakeshap.artifacts.spectrograms`).
     rejected
-        ``reports/data/rejected.csv`` (trace_name, file, reason).
+        The traces the ``spectrograms`` stage left out
+        (:data:`~quakeshap.artifacts.metrics.REJECTED_COLUMNS`).
     train_metrics, evaluate_metrics, explain_metrics
-        ``reports/metrics/{train,evaluate,explain}.json``.
+        Those stages' metrics files (:mod:`quakeshap.artifacts.metrics`).
     figures
         In display order; each is embedded as a PNG ``data:`` URI.
     """
-    esc = html.escape
-    by_split, by_week = data_summary(metadata)
-    sections: list[str] = []
+    sections = [
+        _section(
+            "summary",
+            "Key numbers",
+            html_table(
+                ["", "value"],
+                _key_numbers(metadata, rejected, evaluate_metrics, explain_metrics),
+                css_class="key-numbers",
+            ),
+        ),
+        _section(
+            "parameters",
+            "Parameters",
+            "<details open><summary>The whole <code>params.yaml</code> of this run, one table "
+            "per section</summary>" + params_html(params) + "</details>",
+        ),
+        _section("data", "Data", _data_html(metadata, rejected)),
+        _section("training", "Training", _stage_metrics_html(train_metrics, "train")),
+        _section("test", "Test metrics", _stage_metrics_html(evaluate_metrics, "evaluate")),
+        _section(
+            "shap",
+            "SHAP explanations",
+            '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
+            "(before P, P to S, after S), per class, and the additivity check "
+            "|Σ SHAP − (f(x) − E[f(x)])| in logits.</p>"
+            + _stage_metrics_html(explain_metrics, "explain"),
+        ),
+        _section("figures", "Figures", "".join(_figure_html(fig) for fig in figures)),
+    ]
+    return _page(title, sections)
 
-    sections.append(
-        '<section id="summary"><h2>Key numbers</h2>'
-        + html_table(
-            ["", "value"],
-            _key_numbers(metadata, rejected, evaluate_metrics, explain_metrics),
-            css_class="key-numbers",
-        )
-        + "</section>"
-    )
-    sections.append(
-        '<section id="parameters"><h2>Parameters</h2><details open>'
-        "<summary>The whole <code>params.yaml</code> of this run, one table per section"
-        "</summary>" + params_html(params) + "</details></section>"
-    )
-    reasons = rejected["reason"].astype(str).value_counts().sort_index()
-    rejected_rows = rejected[list(REJECTED_COLUMNS)].head(MAX_REJECTED_ROWS)
-    more = len(rejected) - len(rejected_rows)
-    sections.append(
-        '<section id="data"><h2>Data</h2>'
+
+def _section(anchor: str, heading: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{heading}</h2>{body}</section>'
+
+
+def _stage_metrics_html(values: Mapping[str, Any], stage: str) -> str:
+    return metrics_html(values, str(metrics.PATHS[stage]))
+
+
+def _data_html(metadata: pd.DataFrame, rejected: pd.DataFrame) -> str:
+    """Traces per split, class and week, and the rejected traces (at most
+    :data:`MAX_REJECTED_ROWS` of them listed)."""
+    by_split, by_week = data_summary(metadata)
+    counts = (
         "<h3>Traces per split and class</h3>"
         + _frame_table(by_split, "split")
         + "<h3>Traces per ISO week</h3>"
         + _frame_table(by_week.T, "class / week")
         + f"<h3>Rejected traces ({len(rejected)})</h3>"
-        + (
-            html_table(["reason", "traces"], [[r, int(n)] for r, n in reasons.items()])
-            + html_table(list(REJECTED_COLUMNS), rejected_rows.itertuples(index=False))
-            + (
-                f'<p class="note">… and {more} more in <code>reports/data/rejected.csv</code>.</p>'
-                if more > 0
-                else ""
-            )
-            if len(rejected)
-            else '<p class="note">None.</p>'
-        )
-        + "</section>"
     )
-    sections.append(
-        '<section id="training"><h2>Training</h2>'
-        + metrics_html(train_metrics, "reports/metrics/train.json")
-        + "</section>"
+    if not len(rejected):
+        return counts + '<p class="note">None.</p>'
+    reasons = rejected["reason"].astype(str).value_counts().sort_index()
+    listed = rejected[list(metrics.REJECTED_COLUMNS)].head(MAX_REJECTED_ROWS)
+    more = len(rejected) - len(listed)
+    rest = (
+        f'<p class="note">… and {more} more in '
+        f"<code>{html.escape(str(metrics.REJECTED_PATH))}</code>.</p>"
+        if more > 0
+        else ""
     )
-    sections.append(
-        '<section id="test"><h2>Test metrics</h2>'
-        + metrics_html(evaluate_metrics, "reports/metrics/evaluate.json")
-        + "</section>"
+    return (
+        counts
+        + html_table(["reason", "traces"], [[r, int(n)] for r, n in reasons.items()])
+        + html_table(list(metrics.REJECTED_COLUMNS), listed.itertuples(index=False))
+        + rest
     )
-    sections.append(
-        '<section id="shap"><h2>SHAP explanations</h2>'
-        '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
-        "(before P, P to S, after S), per class, and the additivity check "
-        "|Σ SHAP − (f(x) − E[f(x)])| in logits.</p>"
-        + metrics_html(explain_metrics, "reports/metrics/explain.json")
-        + "</section>"
-    )
-    figure_html = []
-    for fig in figures:
-        data = base64.b64encode(fig.png).decode("ascii")
-        figure_html.append(
-            f'<figure id="{_figure_id(fig.filename)}">'
-            f'<img src="data:image/png;base64,{data}" alt="{esc(fig.title)}">'
-            f"<figcaption><strong>{esc(fig.title)}</strong> "
-            f"(<code>reports/figures/{esc(fig.filename)}</code>): {esc(fig.caption)}"
-            "</figcaption></figure>"
-        )
-    sections.append('<section id="figures"><h2>Figures</h2>' + "".join(figure_html) + "</section>")
 
-    toc = "".join(
-        f'<a href="#{anchor}">{esc(label)}</a>'
-        for anchor, label in (
-            ("summary", "Key numbers"),
-            ("parameters", "Parameters"),
-            ("data", "Data"),
-            ("training", "Training"),
-            ("test", "Test metrics"),
-            ("shap", "SHAP"),
-            ("figures", "Figures"),
-        )
+
+def _figure_html(fig: ReportFigure) -> str:
+    esc = html.escape
+    data = base64.b64encode(fig.png).decode("ascii")
+    return (
+        f'<figure id="{_figure_id(fig.filename)}">'
+        f'<img src="data:image/png;base64,{data}" alt="{esc(fig.title)}">'
+        f"<figcaption><strong>{esc(fig.title)}</strong> "
+        f"(<code>{esc(f'{FIGURES_DIR}/{fig.filename}')}</code>): {esc(fig.caption)}"
+        "</figcaption></figure>"
     )
+
+
+def _page(title: str, sections: Sequence[str]) -> str:
+    esc = html.escape
+    toc = "".join(f'<a href="#{anchor}">{esc(label)}</a>' for anchor, label in SECTIONS)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

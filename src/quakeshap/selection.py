@@ -1,4 +1,4 @@
-"""Which test traces to explain (SPEC §4).
+"""Which test traces to explain (``docs/method.md`` §4).
 
 Four groups, picked from the test set's predictions (``reports/evaluate/predictions.csv``):
 
@@ -35,13 +35,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quakeshap.artifacts.selection import GROUPS, SELECTION_COLUMNS
+from quakeshap.artifacts.predictions import PREDICTION_COLUMNS
+from quakeshap.artifacts.selection import (
+    CLASS_GROUP,
+    EXAMPLE_GROUP,
+    GROUPS,
+    MISCLASSIFIED_GROUP,
+    SELECTION_COLUMNS,
+    WEEK_GROUP,
+)
 from quakeshap.config import SelectConfig
 from quakeshap.record import CLASS_NAMES
 
 log = logging.getLogger(__name__)
-
-_NEEDED = ("trace_name", "label", "predicted", "correct", "week", "logit_pre", "logit_post")
 
 
 class SelectionError(ValueError):
@@ -70,15 +76,16 @@ def _sample(frame: pd.DataFrame, k: int, rng: np.random.Generator) -> pd.DataFra
 
 
 def _rows(frame: pd.DataFrame, group: str, reasons: list[str] | str) -> pd.DataFrame:
-    out = frame[["trace_name", "label", "predicted", "week"]].copy()
-    out.insert(1, "group", group)
-    out.insert(2, "reason", reasons if isinstance(reasons, list) else [reasons] * len(frame))
-    out["explain_both"] = group in ("misclassified", "example")
-    return out
+    """Rows of the selection (:data:`SELECTION_COLUMNS`) for the traces of ``frame``."""
+    return frame.assign(
+        group=group,
+        reason=reasons if isinstance(reasons, list) else [reasons] * len(frame),
+        explain_both=group in (MISCLASSIFIED_GROUP, EXAMPLE_GROUP),
+    )[list(SELECTION_COLUMNS)]
 
 
 def _check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    absent = [c for c in _NEEDED if c not in predictions.columns]
+    absent = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if absent:
         raise SelectionError(
             f"the predictions table lacks column(s) {absent}; re-run `dvc repro evaluate`"
@@ -115,7 +122,7 @@ def pick_per_class(
                 "exist: taking all of them", per_class, len(pool), name,
             )  # fmt: skip
         summary[name] = {"requested": per_class, "selected": len(chosen), "capped": capped}
-        picks.append(_rows(chosen, "class", f"random correctly classified '{name}' trace"))
+        picks.append(_rows(chosen, CLASS_GROUP, f"random correctly classified '{name}' trace"))
     return pd.concat(picks, ignore_index=True), summary
 
 
@@ -137,7 +144,7 @@ def pick_misclassified(
         for r in wrong.itertuples()
     ]
     summary = {"available": int((~frame["correct"]).sum()), "selected": len(wrong)}
-    return _rows(wrong, "misclassified", reasons), summary
+    return _rows(wrong, MISCLASSIFIED_GROUP, reasons), summary
 
 
 def pick_examples(
@@ -161,7 +168,7 @@ def pick_examples(
         if missing:
             raise SelectionError(_unknown_example_message(missing, present, known_traces))
         chosen = frame.set_index("trace_name").loc[names].reset_index()
-        return _rows(chosen, "example", "example named in select.examples")
+        return _rows(chosen, EXAMPLE_GROUP, "example named in select.examples")
     rows = []
     for name in CLASS_NAMES:
         pool = frame[frame["correct"] & (frame["label"] == name)]
@@ -171,10 +178,14 @@ def pick_examples(
         best = pool.sort_values(["margin", "trace_name"], ascending=[False, True]).iloc[:1]
         margin = float(best["margin"].iloc[0])
         rows.append(
-            _rows(best, "example", f"most confidently correct '{name}' (logit margin {margin:.3f})")
+            _rows(
+                best,
+                EXAMPLE_GROUP,
+                f"most confidently correct '{name}' (logit margin {margin:.3f})",
+            )
         )
     if not rows:
-        return _rows(frame.iloc[:0], "example", [])
+        return _rows(frame.iloc[:0], EXAMPLE_GROUP, [])
     return pd.concat(rows, ignore_index=True)
 
 
@@ -232,8 +243,8 @@ def pick_per_week(
             short[week] = len(reuse) + len(top_up)
         block = pd.concat(
             [
-                _rows(reuse, "week", f"week {week}: per-class pick re-used"),
-                _rows(top_up, "week", f"week {week}: top-up from the week's correct traces"),
+                _rows(reuse, WEEK_GROUP, f"week {week}: per-class pick re-used"),
+                _rows(top_up, WEEK_GROUP, f"week {week}: top-up from the week's correct traces"),
             ]
         )
         rows.append(block.sort_values("trace_name", kind="stable"))
@@ -285,10 +296,10 @@ def select_traces(
     summary = {
         "n_rows": len(table),
         "n_traces": int(table["trace_name"].nunique()),
-        "class": class_summary,
-        "misclassified": wrong_summary,
-        "example": {"selected": len(examples)},
-        "week": week_summary,
+        CLASS_GROUP: class_summary,
+        MISCLASSIFIED_GROUP: wrong_summary,
+        EXAMPLE_GROUP: {"selected": len(examples)},
+        WEEK_GROUP: week_summary,
         "capped": sum(s["capped"] for s in class_summary.values()) + week_summary["capped"],
     }
     log.info(

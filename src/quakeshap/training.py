@@ -1,4 +1,4 @@
-"""Cross-validated training of the study's CNN2D (SPEC §3).
+"""Cross-validated training of the study's CNN2D (``docs/method.md`` §3).
 
 The recipe, each step a parameter of ``train`` in ``params.yaml``:
 
@@ -24,14 +24,18 @@ The whole (normalised) data set lives in one tensor on the training device; mini
 are gathered by index tensors drawn from a seeded :class:`torch.Generator`, so the loop has
 no per-sample Python, file reads or table look-ups. Everything random derives from
 ``train.seed``: the same inputs on the same machine give the same weights bit for bit.
+
+Steps 1 to 4 on the data side (split, statistics, balance, folds) are pure functions in
+:mod:`quakeshap.training_data`; mixed precision, deterministic kernels and the per-fold
+seeds are :mod:`quakeshap.torch_runtime`'s. This module holds the fold loop, the
+cross-validation and the run the ``train`` stage writes (checkpoints, metrics, history).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,172 +45,29 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from quakeshap.artifacts import checkpoint
 from quakeshap.artifacts.metrics import HISTORY_COLUMNS
 from quakeshap.artifacts.spectrograms import SpectrogramSet
 from quakeshap.config import TrainConfig
 from quakeshap.model import CNN2D, ModelConfig, resolve_device
-from quakeshap.record import CLASS_NAMES
+from quakeshap.record import CHANNELS, CLASS_NAMES
+from quakeshap.torch_runtime import Precision, choose_precision, deterministic_torch, fold_seed
+from quakeshap.training_data import (
+    TrainingError,
+    TrainTestSplit,
+    balance_classes,
+    channel_statistics,
+    kfold_indices,
+    normalised_tensor,
+    train_test_split,
+)
 
 log = logging.getLogger(__name__)
 
 
-class TrainingError(ValueError):
-    """The data cannot be trained on as configured (an empty class, a one-class fold, ...)."""
-
-
 # --------------------------------------------------------------------------------------
-# split, normalisation, balance, folds: pure functions over arrays
+# early stopping and model choice
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainTestSplit:
-    """Row indices (into the spectrogram set) of the traces trained on and tested on.
-
-    ``n_colocated_moved`` counts train-split traces moved to the test set by
-    ``exclude_colocated``.
-    """
-
-    train: np.ndarray  # (n_train,) int64, ascending
-    test: np.ndarray  # (n_test,) int64, ascending
-    n_colocated_moved: int = 0
-
-
-def train_test_split(metadata: pd.DataFrame, exclude_colocated: bool) -> TrainTestSplit:
-    """The effective train and test rows of ``metadata`` (columns ``split``, ``associato``).
-
-    Parameters
-    ----------
-    metadata
-        ``metadata.csv`` of the spectrogram set, one row per image.
-    exclude_colocated
-        False: the ``split`` column as it is. True: the study's co-located control, every
-        trace with ``associato != 0`` goes to the test set.
-    """
-    split = metadata["split"].to_numpy()
-    unknown = sorted(set(split) - {"train", "test"})
-    if unknown:
-        raise TrainingError(
-            f"metadata column 'split' holds {unknown}; expected only 'train' and 'test'"
-        )
-    is_train = split == "train"
-    moved = 0
-    if exclude_colocated:
-        colocated = metadata["associato"].to_numpy() != 0
-        moved = int(np.count_nonzero(is_train & colocated))
-        is_train = is_train & ~colocated
-    return TrainTestSplit(
-        train=np.flatnonzero(is_train).astype(np.int64),
-        test=np.flatnonzero(~is_train).astype(np.int64),
-        n_colocated_moved=moved,
-    )
-
-
-def channel_statistics(images: np.ndarray, chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and population standard deviation of pixel values in [0, 1].
-
-    Parameters
-    ----------
-    images
-        ``(n, channels, height, width)``: ``uint8`` holding ``floor(255 x)`` (then the
-        statistics are those of ``k / 255``) or float in [0, 1].
-    chunk_size
-        Images per chunk: bounds the float64 working memory.
-
-    Returns
-    -------
-    mean, std
-        ``(channels,)`` float64 each. Accumulated in float64 in a fixed order, so the
-        result does not depend on the chunk size beyond rounding in the last digits.
-    """
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise TrainingError(f"need a non-empty (n, c, h, w) image array, got {images.shape}")
-    scale = 255.0 if images.dtype == np.uint8 else 1.0
-    n_values = images.shape[0] * images.shape[2] * images.shape[3]
-    total = np.zeros(images.shape[1])
-    for start in range(0, images.shape[0], chunk_size):
-        chunk = images[start : start + chunk_size].astype(np.float64) / scale
-        total += chunk.sum(axis=(0, 2, 3))
-    mean = total / n_values
-    squares = np.zeros(images.shape[1])
-    for start in range(0, images.shape[0], chunk_size):
-        chunk = images[start : start + chunk_size].astype(np.float64) / scale
-        squares += ((chunk - mean[None, :, None, None]) ** 2).sum(axis=(0, 2, 3))
-    std = np.sqrt(squares / n_values)
-    if np.any(std == 0):
-        raise TrainingError(
-            f"a channel of the train images is constant (std {std.tolist()}): cannot normalise"
-        )
-    return mean, std
-
-
-def balance_classes(labels: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
-    """Indices (into ``labels``) of a class-balanced subset, ascending.
-
-    Parameters
-    ----------
-    labels
-        ``(n,)`` class indices (positions in :data:`~quakeshap.dataset.CLASS_NAMES`).
-    how
-        ``"undersample"``: every class is cut at random to the size of the smallest one
-        (the study). ``"none"``: all indices.
-    rng
-        Source of the random choice.
-    """
-    n_classes = len(CLASS_NAMES)
-    counts = np.bincount(labels, minlength=n_classes)
-    empty = [CLASS_NAMES[c] for c in np.flatnonzero(counts == 0)]
-    if empty:
-        raise TrainingError(
-            f"the train split has no '{', '.join(empty)}' traces (class counts "
-            f"{counts.tolist()}); check the split and train.exclude_colocated"
-        )
-    if how == "none":
-        return np.arange(len(labels), dtype=np.int64)
-    if how != "undersample":
-        raise TrainingError(f"unknown train.balance {how!r}: expected 'undersample' or 'none'")
-    n_keep = int(counts.min())
-    keep = [
-        rng.choice(np.flatnonzero(labels == c), size=n_keep, replace=False)
-        for c in range(n_classes)
-    ]
-    return np.sort(np.concatenate(keep)).astype(np.int64)
-
-
-def kfold_indices(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Validation indices of each fold: a seeded shuffle cut into ``n_folds`` parts.
-
-    The parts are disjoint and together cover ``0 .. n - 1`` (sizes differ by at most
-    one); each is sorted. A fold whose validation part or training remainder holds a single
-    class is a :class:`TrainingError`: its accuracy would say nothing.
-
-    Parameters
-    ----------
-    labels
-        ``(n,)`` class indices of the (balanced) training set.
-    """
-    n = len(labels)
-    if n_folds < 2:
-        raise TrainingError(f"train.n_folds = {n_folds}: cross-validation needs >= 2 folds")
-    if n < 2 * n_folds:
-        raise TrainingError(
-            f"{n} training images cannot make {n_folds} folds of at least two images each; "
-            "lower train.n_folds or use more data"
-        )
-    order = rng.permutation(n)
-    folds = [np.sort(part).astype(np.int64) for part in np.array_split(order, n_folds)]
-    n_classes = len(np.unique(labels))
-    for k, val in enumerate(folds, start=1):
-        mask = np.ones(n, dtype=bool)
-        mask[val] = False
-        for what, part in (("validation", labels[val]), ("training", labels[mask])):
-            if len(np.unique(part)) < n_classes:
-                raise TrainingError(
-                    f"fold {k}/{n_folds}: its {what} part holds a single class "
-                    f"({len(part)} images, all '{CLASS_NAMES[int(part[0])]}'); use fewer "
-                    "folds (train.n_folds) or more data"
-                )
-    return folds
 
 
 class EarlyStopping:
@@ -266,74 +127,6 @@ def choose_best_fold(folds: Sequence[FoldResult]) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# device, precision, determinism
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How the forward pass runs: autocast on or off, its dtype, and whether losses are
-    scaled (float16 needs a GradScaler, bfloat16 does not)."""
-
-    autocast: bool
-    dtype: torch.dtype | None
-    grad_scaler: bool
-
-
-def choose_precision(
-    device: torch.device, mixed_precision: bool, bf16_supported: bool | None = None
-) -> Precision:
-    """Mixed precision on CUDA only: bfloat16 where the GPU has it, else float16 with
-    loss scaling. On the CPU training stays in float32 (autocast there is slower on most
-    CPUs and changes the numbers)."""
-    if device.type != "cuda" or not mixed_precision:
-        return Precision(autocast=False, dtype=None, grad_scaler=False)
-    if bf16_supported is None:
-        bf16_supported = torch.cuda.is_bf16_supported()
-    if bf16_supported:
-        return Precision(autocast=True, dtype=torch.bfloat16, grad_scaler=False)
-    return Precision(autocast=True, dtype=torch.float16, grad_scaler=True)
-
-
-@contextlib.contextmanager
-def deterministic_torch(seed: int, device: torch.device, num_threads: int | None) -> Iterator[None]:
-    """Seed torch and make its kernels deterministic inside the block, then restore.
-
-    The global RNG state is forked (``torch.random.fork_rng``) so that training leaves the
-    caller's random state as it found it. On CUDA, cuDNN autotuning is off and
-    deterministic kernels are requested (cuBLAS additionally needs
-    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the environment, which the train stage sets).
-    """
-    saved = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-        torch.get_num_threads(),
-    )
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            torch.manual_seed(seed)
-            torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-            torch.backends.cudnn.deterministic = True
-            torch.backends.cudnn.benchmark = False
-            if num_threads is not None:
-                torch.set_num_threads(num_threads)
-            yield
-        finally:
-            torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-            torch.backends.cudnn.deterministic = saved[2]
-            torch.backends.cudnn.benchmark = saved[3]
-            torch.set_num_threads(saved[4])
-
-
-def fold_seed(seed: int, fold: int) -> int:
-    """An independent seed per fold, so that a fold's weights do not depend on the others."""
-    return int(np.random.SeedSequence([seed, fold]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-# --------------------------------------------------------------------------------------
 # the training loop
 # --------------------------------------------------------------------------------------
 
@@ -364,6 +157,76 @@ def _evaluate_batches(
             correct += (logits.argmax(dim=1) == y[idx]).sum()
     n = len(index)
     return float(loss_sum) / n, int(correct) / n
+
+
+def _model_config(shape: tuple[int, ...], dropout: float) -> ModelConfig:
+    """The CNN2D for images of ``shape`` ``(n, channels, height, width)``."""
+    return ModelConfig(in_channels=shape[1], height=shape[2], width=shape[3], dropout=dropout)
+
+
+@dataclass(frozen=True)
+class _Learner:
+    """One fold's model and what updates it."""
+
+    model: CNN2D
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    precision: Precision
+
+    @classmethod
+    def fresh(
+        cls, config: ModelConfig, cfg: TrainConfig, precision: Precision, device: torch.device
+    ) -> _Learner:
+        """A newly initialised CNN2D (draws from torch's global generator) and its Adam."""
+        # channels_last: the convolutions' fast layout on CPUs (17% faster epochs measured
+        # here) and GPUs; the function is the same, the last bits of the sums may differ
+        model = CNN2D(config).to(device, memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
+        return cls(model, optimizer, scaler, nn.CrossEntropyLoss(), precision)
+
+    def train_epoch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        train_index: torch.Tensor,
+        generator: torch.Generator,
+        batch_size: int,
+        desc: str,
+        progress: bool,
+    ) -> float:
+        """One pass over ``train_index`` in an order drawn from ``generator``; the mean loss.
+
+        ``desc`` and ``progress``: the label of the epoch's progress bar, and whether to draw it.
+        """
+        self.model.train()
+        order = train_index[torch.randperm(len(train_index), generator=generator)].to(x.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+        n_batches = -(-len(train_index) // batch_size)
+        batches = range(0, len(order), batch_size)
+        bar = tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False,
+                   disable=not progress)  # fmt: skip
+        for start in bar:
+            idx = order[start : start + batch_size]
+            batch = x[idx].contiguous(memory_format=torch.channels_last)
+            with torch.autocast(
+                x.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast
+            ):
+                loss = self.loss_fn(self.model(batch), y[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            loss_sum += loss.detach().double() * len(idx)
+        return float(loss_sum) / len(order)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights on the CPU, in the usual (contiguous) layout."""
+        return {
+            k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+            for k, v in self.model.state_dict().items()
+        }
 
 
 def train_fold(
@@ -401,78 +264,34 @@ def train_fold(
     ``fold``: call it inside :func:`deterministic_torch`, as :func:`cross_validate` does,
     to keep the caller's random state and get deterministic kernels.
     """
-    device = x.device
-    precision = choose_precision(device, cfg.mixed_precision)
+    precision = choose_precision(x.device, cfg.mixed_precision)
     seed = fold_seed(cfg.seed, fold)
     torch.manual_seed(seed)  # model initialisation and dropout masks
     batch_generator = torch.Generator(device="cpu").manual_seed(seed)
-
-    config = ModelConfig(
-        in_channels=x.shape[1], height=x.shape[2], width=x.shape[3], dropout=cfg.dropout
-    )
-    # channels_last: the convolutions' fast layout on CPUs (17% faster epochs measured
-    # here) and GPUs; the function is the same, the last bits of the sums may differ
-    model = CNN2D(config).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
-    loss_fn = nn.CrossEntropyLoss()
-
+    learner = _Learner.fresh(_model_config(x.shape, cfg.dropout), cfg, precision, x.device)
     train_t = torch.as_tensor(train_index, dtype=torch.int64)
-    val_t = torch.as_tensor(val_index, dtype=torch.int64, device=device)
+    val_t = torch.as_tensor(val_index, dtype=torch.int64, device=x.device)
     stopper = EarlyStopping(cfg.patience)
     best_state: dict[str, torch.Tensor] = {}
     best_loss = float("nan")
     history: list[dict[str, float]] = []
-    n_batches = -(-len(train_index) // cfg.batch_size)
 
-    bar = tqdm(
-        total=cfg.max_epochs, desc=f"fold {fold}/{n_folds}", unit="epoch", disable=not progress
-    )
-    with bar:
+    with tqdm(total=cfg.max_epochs, desc=f"fold {fold}/{n_folds}", unit="epoch",
+              disable=not progress) as bar:  # fmt: skip
         for epoch in range(1, cfg.max_epochs + 1):
             started = time.perf_counter()
-            model.train()
-            order = train_t[torch.randperm(len(train_t), generator=batch_generator)].to(device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            for start in tqdm(
-                range(0, len(order), cfg.batch_size),
-                total=n_batches,
-                desc=f"epoch {epoch}",
-                unit="batch",
-                leave=False,
-                disable=not progress,
-            ):
-                idx = order[start : start + cfg.batch_size]
-                batch = x[idx].contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.autocast):
-                    loss = loss_fn(model(batch), y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach().double() * len(idx)
-            train_loss = float(loss_sum) / len(order)
+            train_loss = learner.train_epoch(x, y, train_t, batch_generator, cfg.batch_size,
+                                             f"epoch {epoch}", progress)  # fmt: skip
             val_loss, val_accuracy = _evaluate_batches(
-                model, x, y, val_t, precision, cfg.batch_size
+                learner.model, x, y, val_t, learner.precision, cfg.batch_size
             )
-            history.append(
-                {
-                    "fold": fold,
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_accuracy": val_accuracy,
-                }
-            )
+            row = (fold, epoch, train_loss, val_loss, val_accuracy)
+            history.append(dict(zip(HISTORY_COLUMNS, row, strict=True)))
             if stopper.update(epoch, val_accuracy):
-                best_loss = val_loss
-                best_state = {  # a copy, in the usual (contiguous) layout
-                    k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
-                    for k, v in model.state_dict().items()
-                }
+                best_loss, best_state = val_loss, learner.weights()
             log.debug(
                 "fold %d epoch %d: train loss %.4f, val loss %.4f, val accuracy %.4f (%.1f s)",
-                fold, epoch, train_loss, val_loss, val_accuracy, time.perf_counter() - started,
+                *row, time.perf_counter() - started,
             )  # fmt: skip
             bar.set_postfix(val_acc=f"{val_accuracy:.4f}", best=f"{stopper.best:.4f}")
             bar.update()
@@ -483,17 +302,8 @@ def train_fold(
         "fold %d/%d: best epoch %d of %d, val accuracy %.4f, val loss %.4f",
         fold, n_folds, stopper.best_epoch, len(history), stopper.best, best_loss,
     )  # fmt: skip
-    return FoldResult(
-        fold=fold,
-        state_dict=best_state,
-        best_epoch=stopper.best_epoch,
-        best_val_accuracy=stopper.best,
-        best_val_loss=best_loss,
-        epochs_run=len(history),
-        n_train=len(train_index),
-        n_val=len(val_index),
-        history=history,
-    )
+    return FoldResult(fold, best_state, stopper.best_epoch, stopper.best, best_loss,
+                      len(history), len(train_index), len(val_index), history)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -509,7 +319,7 @@ class CrossValidation:
         return self.folds[self.best]
 
     def history(self) -> pd.DataFrame:
-        """One row per (fold, epoch): fold, epoch, train_loss, val_loss, val_accuracy."""
+        """One row per (fold, epoch): :data:`~quakeshap.artifacts.metrics.HISTORY_COLUMNS`."""
         rows = [row for fold in self.folds for row in fold.history]
         return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype(
             {"fold": "int64", "epoch": "int64"}
@@ -549,7 +359,7 @@ def cross_validate(
     folds_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
     folds = kfold_indices(labels, cfg.n_folds, folds_rng)
     with deterministic_torch(cfg.seed, device, cfg.num_threads):
-        x = _to_normalised_tensor(images, mean, std, device)
+        x = normalised_tensor(images, mean, std, device)
         y = torch.as_tensor(labels, dtype=torch.int64).to(device)
         results = []
         everything = np.arange(len(labels))
@@ -559,33 +369,12 @@ def cross_validate(
                 train_fold(x, y, train, val, cfg, fold=k, n_folds=cfg.n_folds, progress=progress)
             )
     best = choose_best_fold(results)
-    config = ModelConfig(
-        in_channels=images.shape[1], height=images.shape[2], width=images.shape[3],
-        dropout=cfg.dropout,
-    )  # fmt: skip
     log.info(
         "chosen: fold %d (val accuracy %.4f)", results[best].fold, results[best].best_val_accuracy
     )
-    return CrossValidation(folds=results, best=best, model_config=config)
-
-
-def _to_normalised_tensor(
-    images: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device
-) -> torch.Tensor:
-    """``(images in [0, 1] - mean) / std`` as one float32 tensor on ``device``.
-
-    Converted in chunks on the CPU (pinned memory for a fast copy to a GPU) so that a
-    float64 copy of the whole set never exists.
-    """
-    pin = device.type == "cuda"
-    out = torch.empty(images.shape, dtype=torch.float32, pin_memory=pin)
-    scale = np.float32(255.0) if images.dtype == np.uint8 else np.float32(1.0)
-    m = np.asarray(mean, dtype=np.float32)[None, :, None, None]
-    s = np.asarray(std, dtype=np.float32)[None, :, None, None]
-    for start in range(0, len(images), 1024):
-        chunk = images[start : start + 1024].astype(np.float32) / scale
-        out[start : start + 1024] = torch.from_numpy((chunk - m) / s)
-    return out.to(device, non_blocking=pin)
+    return CrossValidation(
+        folds=results, best=best, model_config=_model_config(images.shape, cfg.dropout)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -632,18 +421,8 @@ def train_model(
     train_labels = labels_all[split.train]
     balance_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0]))
     balanced = split.train[balance_classes(train_labels, cfg.balance, balance_rng)]
-    train_images = data.images[split.train]
-    mean, std = channel_statistics(train_images)
-    counts = np.bincount(train_labels, minlength=len(CLASS_NAMES))
-    log.info(
-        "train split: %d traces (%s), %d balanced; test set: %d traces%s; device %s",
-        len(split.train),
-        ", ".join(f"{n} {c}" for c, n in zip(CLASS_NAMES, counts, strict=True)),
-        len(balanced),
-        len(split.test),
-        f" ({split.n_colocated_moved} co-located moved from train)" * cfg.exclude_colocated,
-        device,
-    )
+    mean, std = channel_statistics(data.images[split.train])
+    _log_split(split, train_labels, len(balanced), cfg.exclude_colocated, device)
     started = time.perf_counter()
     cv = cross_validate(
         data.images[balanced], labels_all[balanced], mean, std, cfg,
@@ -656,27 +435,68 @@ def train_model(
 
     names = data.metadata["trace_name"].astype(str).to_numpy()
     normalization = {"mean": mean.tolist(), "std": std.tolist()}
-
-    def fold_checkpoint(fold: FoldResult, extra: dict[str, Any]) -> dict[str, Any]:
-        with torch.random.fork_rng(devices=[]):  # the throw-away initialisation draws numbers
-            net = CNN2D(cv.model_config)
-        net.load_state_dict(fold.state_dict)
-        info = {"fold": fold.fold, "best_epoch": fold.best_epoch, **extra}
-        return checkpoint.make(net, list(CLASS_NAMES), normalization["mean"],
-                               normalization["std"], extra=info)  # fmt: skip
-
-    best = cv.best_fold
-    model = fold_checkpoint(
-        best,
-        {
-            "train_traces": names[split.train].tolist(),
-            "test_traces": names[split.test].tolist(),
-            "exclude_colocated": cfg.exclude_colocated,
-        },
+    traces = {
+        "train_traces": names[split.train].tolist(),
+        "test_traces": names[split.test].tolist(),
+        "exclude_colocated": cfg.exclude_colocated,
+    }
+    model = _fold_checkpoint(cv.model_config, cv.best_fold, normalization, traces)
+    metrics = _run_metrics(split, len(balanced), cv, normalization, epochs)
+    return TrainingRun(
+        model=model,
+        folds={f.fold: _fold_checkpoint(cv.model_config, f, normalization, {}) for f in cv.folds},
+        metrics=metrics,
+        history=cv.history(),
+        split=split,
     )
-    metrics = {
+
+
+def _log_split(
+    split: TrainTestSplit,
+    train_labels: np.ndarray,
+    n_balanced: int,
+    exclude_colocated: bool,
+    device: torch.device,
+) -> None:
+    counts = np.bincount(train_labels, minlength=len(CLASS_NAMES))
+    log.info(
+        "train split: %d traces (%s), %d balanced; test set: %d traces%s; device %s",
+        len(split.train),
+        ", ".join(f"{n} {c}" for c, n in zip(CLASS_NAMES, counts, strict=True)),
+        n_balanced,
+        len(split.test),
+        f" ({split.n_colocated_moved} co-located moved from train)" * exclude_colocated,
+        device,
+    )
+
+
+def _fold_checkpoint(
+    config: ModelConfig,
+    fold: FoldResult,
+    normalization: dict[str, list[float]],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The self-describing checkpoint of one fold's best weights, with ``extra`` keys."""
+    with torch.random.fork_rng(devices=[]):  # the throw-away initialisation draws numbers
+        net = CNN2D(config)
+    net.load_state_dict(fold.state_dict)
+    info = {"fold": fold.fold, "best_epoch": fold.best_epoch, **extra}
+    return checkpoint.make(net, list(CLASS_NAMES), normalization["mean"],
+                           normalization["std"], extra=info)  # fmt: skip
+
+
+def _run_metrics(
+    split: TrainTestSplit,
+    n_balanced: int,
+    cv: CrossValidation,
+    normalization: dict[str, list[float]],
+    epochs: int,
+) -> dict[str, Any]:
+    """``reports/metrics/train.json``: the split's sizes, the chosen fold, every fold."""
+    best = cv.best_fold
+    return {
         "n_train": len(split.train),
-        "n_balanced": len(balanced),
+        "n_balanced": n_balanced,
         "n_test": len(split.test),
         "n_colocated_moved": int(split.n_colocated_moved),
         "chosen_fold": best.fold,
@@ -686,7 +506,7 @@ def train_model(
         "epochs_run": int(epochs),
         # per channel (E, N, Z = R, G, B), as dicts so that `dvc metrics show` has columns
         "normalization": {
-            stat: dict(zip(("E", "N", "Z"), values, strict=False))
+            stat: dict(zip(CHANNELS, values, strict=False))
             for stat, values in normalization.items()
         },
         "folds": {
@@ -701,10 +521,3 @@ def train_model(
             for f in cv.folds
         },
     }
-    return TrainingRun(
-        model=model,
-        folds={f.fold: fold_checkpoint(f, {}) for f in cv.folds},
-        metrics=metrics,
-        history=cv.history(),
-        split=split,
-    )

@@ -359,7 +359,8 @@ def check_rejections(
 
 
 def metadata_table(rows: pd.DataFrame, sampling_rate_hz: float) -> pd.DataFrame:
-    """``metadata.csv`` (format: :mod:`quakeshap.dataset`) for the catalogue rows kept.
+    """The spectrogram set's metadata (:mod:`quakeshap.artifacts.spectrograms`) for the
+    catalogue rows kept.
 
     The study's 17 attributes as read, then ``label``, ``split``, ``filename`` (the
     study's PNG name, ``<trace_name>.png``), ``associato`` (singleton groups among the
@@ -439,8 +440,3 @@ def preprocess_waveforms(
             trace.filter("lowpass", freq=cfg.lowpass_hz, **options)
         out[index] = trace.data
     return out
-
-
-# --------------------------------------------------------------------------------------
-# co-located groups (the similar-traces pickle)
-# --------------------------------------------------------------------------------------

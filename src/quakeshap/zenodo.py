@@ -14,14 +14,16 @@ With ``data.source: zenodo`` the ``download`` stage calls :func:`fetch_record`, 
    record's is deleted and reported;
 4. unpacks each archive (zip, or tar with any compression) into the target folder,
    keeping the record's layout, ``dset/data/catalogs/<STATION>/...``
-   (:func:`extract_archive`); an entry that could land outside the target (absolute
-   path, ``..``, symbolic or hard link, device) is refused before anything is written;
+   (:func:`quakeshap.archives.extract_archive`); an entry that could land outside the
+   target (absolute path, ``..``, symbolic or hard link, device) is refused before anything
+   is written;
 5. checks that the result holds the station folders later stages read
    (:func:`check_layout`).
 
-The stage then inventories the folder with :func:`write_manifest` (also used for the demo
-data). The target folder is expected to be a temporary one (:func:`quakeshap.files.atomic_dir`),
-so that any failure leaves no half-filled ``data/raw/`` behind.
+The stage then inventories the folder with :func:`quakeshap.manifest.write_manifest` (also
+used for the demo data). The target folder is expected to be a temporary one
+(:func:`quakeshap.files.atomic_dir`), so that any failure leaves no half-filled
+``data/raw/`` behind.
 
 Why not simply ``zenodo_get.download()``: zenodo-get 3.1.0 hard-wires the API root to
 https://zenodo.org, changes the working directory and offers no way to tell a failed
@@ -36,37 +38,27 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
-import hashlib
 import logging
 import re
-import shutil
 import signal
-import stat
-import tarfile
 import time
 import types
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx2
 from loguru import logger as loguru_logger
 
+from quakeshap.archives import ArchiveError, copy_file, extract_archive, is_archive
 from quakeshap.config import ZenodoConfig
-from quakeshap.files import write_json
+from quakeshap.manifest import human_size
+from quakeshap.record import CATALOG_DIR
 
 log = logging.getLogger(__name__)
 
-#: inventory written at the root of ``data/raw/``
-MANIFEST_NAME = "MANIFEST.json"
-#: where the station folders sit once the record is unpacked
-CATALOGS_DIR = PurePosixPath("dset/data/catalogs")
-
-_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_COPY_CHUNK = 1 << 20
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 
 
@@ -76,14 +68,6 @@ class ZenodoError(RuntimeError):
 
 class ChecksumError(ZenodoError):
     """A downloaded file's MD5 differs from the one the record lists."""
-
-
-class ArchiveError(ZenodoError):
-    """An archive is corrupt, unsafe to unpack, or lacks the expected layout."""
-
-
-class ManifestError(ValueError):
-    """A folder cannot be inventoried (it holds a link or a special file)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -250,7 +234,7 @@ def select_files(record: Record, pattern: str) -> list[RecordFile]:
         (f for f in record.files if fnmatch.fnmatchcase(f.key, pattern)), key=lambda f: f.key
     )
     if not chosen:
-        listing = ", ".join(f"{f.key} ({_human_size(f.size)})" for f in record.files)
+        listing = ", ".join(f"{f.key} ({human_size(f.size)})" for f in record.files)
         raise ZenodoError(
             f"data.zenodo.archive_glob {pattern!r} matches none of the {len(record.files)} "
             f"file(s) of record {record.record_id}: {listing}. Set data.zenodo.archive_glob "
@@ -392,44 +376,61 @@ def download_files(
     for item in files:
         path = cache_dir / item.key
         transfer = _Transfer(downloader.download_file, file_download.check_hash)
-        file_info = {
-            "filename": str(path),  # where zenodo_get writes it
-            "key": item.key,
-            "size": item.size,
-            "checksum": f"md5:{item.md5}",
-            "links": {"self": item.url},
-        }
         try:
             with _zenodo_get_logs():
-                result = file_download.handle_single_file_download(
-                    file_info=file_info,
-                    record_id=cfg.record_id,
-                    download_url_base=f"{cfg.base_url.rstrip('/')}/api/records/",
-                    access_token=None,
-                    cont_download=True,  # keep a cached file whose MD5 matches
-                    retry_limit=cfg.retries,
-                    pause_duration=backoff_s,
-                    timeout_val=cfg.timeout_s,
-                    keep_invalid=False,
-                    error_continues=False,
-                    verbosity=verbosity,
-                    exceptions_on_failure=True,
-                    existing_file_mode=file_download.EXISTING_FILE_OVERWRITE,
-                    abort_requested=lambda: False,
-                    download_file_func=transfer.download,
-                    check_hash_func=transfer.check,
-                    sleep_func=time.sleep,
-                )
+                result = _download_one(cfg, item, path, transfer, verbosity, backoff_s)
         except RuntimeError:
             raise _failure(cfg, item, cache_dir, transfer) from None
         if result is not True:  # only reachable if zenodo_get's policies change
             raise ZenodoError(f"{item.key}: zenodo_get did not download it ({result!r})")
         if transfer.completed:
-            log.info("%s: downloaded %s, MD5 verified", item.key, _human_size(item.size))
+            log.info("%s: downloaded %s, MD5 verified", item.key, human_size(item.size))
         else:
             log.info("%s: cached copy in %s matches the record's MD5", item.key, cache_dir)
         paths.append(path)
     return paths
+
+
+def _download_one(
+    cfg: ZenodoConfig,
+    item: RecordFile,
+    path: Path,
+    transfer: _Transfer,
+    verbosity: int,
+    backoff_s: float,
+) -> object:
+    """zenodo_get's own download of one file to ``path``, checked against the record's MD5.
+
+    Returns what ``handle_single_file_download`` returns (True when the file is there and
+    verified); raises its ``RuntimeError`` when it is not.
+    """
+    _, file_download = _zenodo_get()
+    file_info = {
+        "filename": str(path),  # where zenodo_get writes it
+        "key": item.key,
+        "size": item.size,
+        "checksum": f"md5:{item.md5}",
+        "links": {"self": item.url},
+    }
+    return file_download.handle_single_file_download(
+        file_info=file_info,
+        record_id=cfg.record_id,
+        download_url_base=f"{cfg.base_url.rstrip('/')}/api/records/",
+        access_token=None,
+        cont_download=True,  # keep a cached file whose MD5 matches
+        retry_limit=cfg.retries,
+        pause_duration=backoff_s,
+        timeout_val=cfg.timeout_s,
+        keep_invalid=False,
+        error_continues=False,
+        verbosity=verbosity,
+        exceptions_on_failure=True,
+        existing_file_mode=file_download.EXISTING_FILE_OVERWRITE,
+        abort_requested=lambda: False,
+        download_file_func=transfer.download,
+        check_hash_func=transfer.check,
+        sleep_func=time.sleep,
+    )
 
 
 def _failure(
@@ -448,161 +449,6 @@ def _failure(
     )
 
 
-# --------------------------------------------------------------------------------------
-# unpacking
-# --------------------------------------------------------------------------------------
-
-
-def is_archive(path: Path) -> bool:
-    """Whether :func:`extract_archive` unpacks ``path`` (by its name: zip or tar)."""
-    name = path.name.lower()
-    return name.endswith(".zip") or name.endswith(_TAR_SUFFIXES)
-
-
-def member_path(name: str, archive: str) -> PurePosixPath | None:
-    """The safe relative path of archive entry ``name``, or None for the archive root.
-
-    Backslashes count as separators (archives zipped on Windows use them).
-
-    Raises
-    ------
-    ArchiveError
-        ``name`` is absolute (``/x``, ``C:/x``, ``\\\\server\\x``), climbs out with ``..``,
-        or holds a NUL byte.
-    """
-    text = name.replace("\\", "/")
-    if "\0" in text:
-        raise ArchiveError(f"{archive}: entry {name!r} holds a NUL byte; refusing the archive")
-    if text.startswith("/") or PureWindowsPath(text).drive:
-        raise ArchiveError(
-            f"{archive}: entry {name!r} is an absolute path; refusing to unpack the archive"
-        )
-    parts = [part for part in text.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(
-            f"{archive}: entry {name!r} would land outside the target folder ('..'); "
-            "refusing to unpack the archive"
-        )
-    return PurePosixPath(*parts) if parts else None
-
-
-def extract_archive(archive: Path, target: Path) -> int:
-    """Unpack a zip or tar archive into ``target``, keeping its layout.
-
-    Every entry is checked before anything is written: absolute paths, ``..``, symbolic
-    and hard links and special files are refused, as is an entry that would overwrite a
-    file already unpacked (from this or an earlier archive). Files are written with the
-    process's default permissions; owners, modes and times in the archive are ignored.
-
-    Returns
-    -------
-    int
-        Number of files written.
-
-    Raises
-    ------
-    ArchiveError
-        The archive is corrupt, encrypted, or holds an unsafe entry.
-    """
-    name = archive.name.lower()
-    try:
-        if name.endswith(".zip"):
-            return _extract_zip(archive, target)
-        if name.endswith(_TAR_SUFFIXES):
-            return _extract_tar(archive, target)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise ArchiveError(
-            f"{archive.name}: corrupt archive ({exc}); delete {archive} and re-run"
-        ) from None
-    raise ArchiveError(f"{archive.name}: not a zip or tar archive (by its name)")
-
-
-def _extract_zip(archive: Path, target: Path) -> int:
-    with zipfile.ZipFile(archive) as zf:
-        plan: list[tuple[PurePosixPath, zipfile.ZipInfo | None]] = []
-        for info in zf.infolist():
-            rel = member_path(info.filename, archive.name)
-            if rel is None:
-                continue
-            kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when zipped on Windows
-            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise ArchiveError(
-                    f"{archive.name}: entry {info.filename!r} is a "
-                    f"{'symbolic link' if kind == stat.S_IFLNK else 'special file'}; "
-                    "refusing to unpack the archive"
-                )
-            if info.flag_bits & 0x1:
-                raise ArchiveError(f"{archive.name}: entry {info.filename!r} is encrypted")
-            plan.append((rel, None if info.is_dir() else info))
-        count = 0
-        for rel, info in plan:
-            dest = _destination(target, rel, archive.name)
-            if info is None:
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            with zf.open(info) as src:  # zipfile checks each entry's CRC-32 as it reads
-                _write_new(src, dest, archive.name, rel)
-            count += 1
-    return count
-
-
-def _extract_tar(archive: Path, target: Path) -> int:
-    with tarfile.open(archive, mode="r:*") as tf:
-        plan: list[tuple[PurePosixPath, tarfile.TarInfo]] = []
-        for member in tf.getmembers():
-            rel = member_path(member.name, archive.name)
-            if rel is None:
-                continue
-            if not (member.isfile() or member.isdir()):
-                what = (
-                    "symbolic link"
-                    if member.issym()
-                    else "hard link"
-                    if member.islnk()
-                    else "special file"
-                )
-                raise ArchiveError(
-                    f"{archive.name}: entry {member.name!r} is a {what}; "
-                    "refusing to unpack the archive"
-                )
-            plan.append((rel, member))
-        count = 0
-        for rel, member in plan:
-            dest = _destination(target, rel, archive.name)
-            if member.isdir():
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            src = tf.extractfile(member)
-            if src is None:  # pragma: no cover - isfile() members always have data
-                raise ArchiveError(f"{archive.name}: entry {member.name!r} has no data")
-            with src:
-                _write_new(src, dest, archive.name, rel)
-            count += 1
-    return count
-
-
-def _destination(target: Path, rel: PurePosixPath, archive: str) -> Path:
-    dest = target.joinpath(*rel.parts)
-    # belt and braces: nothing in target may redirect the path elsewhere
-    if not dest.resolve().is_relative_to(target.resolve()):
-        raise ArchiveError(f"{archive}: entry {rel} would land outside {target}")
-    return dest
-
-
-def _write_new(src: BinaryIO, dest: Path, archive: str, rel: PurePosixPath) -> None:
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, "xb") as out:
-            shutil.copyfileobj(src, out, _COPY_CHUNK)
-    except FileExistsError:
-        raise ArchiveError(
-            f"{archive}: entry {rel} is already there (listed twice, or also in another "
-            "selected file); narrow data.zenodo.archive_glob"
-        ) from None
-    except (NotADirectoryError, IsADirectoryError):
-        raise ArchiveError(f"{archive}: entry {rel} clashes with a file or folder") from None
-
-
 def check_layout(root: Path) -> list[str]:
     """The station folders under ``root/dset/data/catalogs/``, sorted.
 
@@ -611,12 +457,12 @@ def check_layout(root: Path) -> list[str]:
     ArchiveError
         There are none; the message lists what ``root`` holds instead.
     """
-    catalogs = root.joinpath(*CATALOGS_DIR.parts)
+    catalogs = root / CATALOG_DIR
     stations = sorted(p.name for p in catalogs.iterdir() if p.is_dir()) if catalogs.is_dir() else []
     if not stations:
         found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
         raise ArchiveError(
-            f"the selected file(s) hold no {CATALOGS_DIR}/<STATION>/ folder (the study's "
+            f"the selected file(s) hold no {CATALOG_DIR.as_posix()}/<STATION>/ folder (the study's "
             f"layout); unpacked top level: {found[:20] or 'nothing'}. Does "
             "data.zenodo.archive_glob select the waveform archive?"
         )
@@ -660,66 +506,8 @@ def fetch_record(
             count = extract_archive(path, target)
             log.info("%s: unpacked %d file(s)", path.name, count)
         else:
-            with open(path, "rb") as src:
-                _write_new(src, target / path.name, path.name, PurePosixPath(path.name))
+            copy_file(path, target)
             log.info("%s: not an archive, copied as it is", path.name)
     stations = check_layout(target)
     log.info("station(s) in the record: %s", ", ".join(stations))
     return chosen
-
-
-# --------------------------------------------------------------------------------------
-# inventory
-# --------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def manifest_entries(root: Path) -> list[dict[str, Any]]:
-    """``{path, size, sha256}`` of every file under ``root`` but the manifest itself.
-
-    ``path`` is relative to ``root`` with ``/`` separators; entries are sorted by it and
-    ``size`` is in bytes.
-
-    Raises
-    ------
-    ManifestError
-        ``root`` is not a folder, or holds a symbolic link or a special file.
-    """
-    if not root.is_dir():
-        raise ManifestError(f"{root}: not a folder, nothing to inventory")
-    entries = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            raise ManifestError(f"{path}: raw data must be plain files, not links or special files")
-        if path.is_dir() or rel == MANIFEST_NAME:
-            continue
-        entries.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
-    return sorted(entries, key=lambda entry: entry["path"])
-
-
-def write_manifest(root: Path) -> None:
-    """Write ``root/MANIFEST.json``: the sorted list of :func:`manifest_entries`.
-
-    The same content always gives the same bytes, whatever the file times or the order
-    of the directory listing.
-    """
-    entries = manifest_entries(root)
-    write_json(root / MANIFEST_NAME, entries)
-    total = sum(entry["size"] for entry in entries)
-    log.info("%s: %d file(s), %s", MANIFEST_NAME, len(entries), _human_size(total))
-
-
-def _human_size(n_bytes: int) -> str:
-    """``1234567`` → ``'1.2 MB'`` (decimal units, as Zenodo shows sizes)."""
-    size, unit = float(n_bytes), "B"
-    for larger in ("kB", "MB", "GB", "TB"):
-        if round(size, 1) < 1000:
-            break
-        size, unit = size / 1000, larger
-    return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"

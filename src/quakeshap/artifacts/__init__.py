@@ -50,7 +50,9 @@ def read_table(
     try:
         frame = pd.read_csv(path, dtype={"trace_name": str, **(dtype or {})})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not a readable CSV table ({exc})") from exc
+        raise ArtifactError(
+            f"{path}: not a readable CSV table ({exc}); re-run `dvc repro {stage}`"
+        ) from exc
     absent = [c for c in columns if c not in frame.columns]
     if absent:
         raise ArtifactError(
@@ -68,7 +70,9 @@ def read_json(path: str | Path, stage: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc})") from exc
+        raise ArtifactError(f"{path}: not valid JSON ({exc}); re-run `dvc repro {stage}`") from exc
     if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        raise ArtifactError(
+            f"{path}: expected a JSON object, got {type(data).__name__}; re-run `dvc repro {stage}`"
+        )
     return data

@@ -89,10 +89,13 @@ def load(path: str | Path = PATH) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint; run `dvc repro train`") from None
     except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path}: not a readable quakeshap checkpoint ({exc})") from exc
+        raise CheckpointError(
+            f"{path}: not a readable quakeshap checkpoint ({exc}); re-run `dvc repro train`"
+        ) from exc
     missing = [k for k in KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(
-            f"{path}: checkpoint lacks {missing}; it was not written by quakeshap"
+            f"{path}: checkpoint lacks {missing}; it was not written by quakeshap: "
+            "re-run `dvc repro train`"
         )
     return ckpt

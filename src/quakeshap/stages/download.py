@@ -3,8 +3,8 @@
 ``data.source: demo`` generates the demo data set (:mod:`quakeshap.demo`); ``zenodo``
 downloads, verifies and unpacks the selected files of record ``data.zenodo.record_id``
 (:mod:`quakeshap.zenodo`), keeping the downloads in ``--cache``/<record_id>/ so that a
-re-run does not fetch a verified file again. Either way the folder gets a
-``MANIFEST.json`` (path, size, sha256 of every file). ``data/raw/`` is built in a
+re-run does not fetch a verified file again. Either way the folder gets a manifest
+(:mod:`quakeshap.manifest`: path, size, sha256 of every file). ``data/raw/`` is built in a
 temporary sibling and renamed when complete: a failure leaves the previous one, or none.
 """
 
@@ -17,12 +17,14 @@ from pathlib import Path
 
 from loguru import logger as loguru_logger
 
+from quakeshap.archives import ArchiveError
 from quakeshap.artifacts import raw
 from quakeshap.config import load_params
 from quakeshap.demo import DemoError, write_demo_dataset
 from quakeshap.files import atomic_dir
+from quakeshap.manifest import ManifestError, write_manifest
 from quakeshap.stages import run_stage
-from quakeshap.zenodo import ManifestError, ZenodoError, fetch_record, write_manifest
+from quakeshap.zenodo import ZenodoError, fetch_record
 
 log = logging.getLogger("quakeshap.stages.download")
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage(
         "download",
         lambda: download(args.params, args.out, args.cache),
-        errors=(DemoError, ZenodoError, ManifestError, OSError),
+        errors=(DemoError, ZenodoError, ArchiveError, ManifestError, OSError),
     )
 
 

@@ -1,0 +1,313 @@
+"""A selection's SHAP maps: one job per trace, run in worker processes, additivity checked.
+
+:func:`plan_jobs` turns ``data/selection.csv`` into one :class:`ExplainJob` per trace (seeded
+by :func:`trace_seed`), :func:`run_jobs` explains them in this process or in ``spawn``-ed
+workers, and :func:`explain_selection` does both and checks every map's additivity
+(``docs/method.md`` §5). :func:`draw_background` draws the gradient explainers' background
+images.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from quakeshap import record
+from quakeshap.artifacts.selection import PATH as SELECTION_PATH
+from quakeshap.artifacts.selection import SELECTION_COLUMNS
+from quakeshap.artifacts.shap_set import INDEX_COLUMNS
+from quakeshap.artifacts.spectrograms import SpectrogramSet
+from quakeshap.config import ShapConfig, resolve_workers
+from quakeshap.explain.explainers import (
+    ExplainError,
+    ExplainJob,
+    JobResult,
+    TraceExplainer,
+    check_config,
+    single_threaded,
+)
+from quakeshap.explain.maps import ShapMaps
+from quakeshap.model import model_from_checkpoint, resolve_device
+from quakeshap.record import CLASS_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def trace_seed(seed: int, trace_name: str) -> int:
+    """A 32-bit seed for one trace, from ``shap.seed`` and the trace name (order-free)."""
+    state = np.random.SeedSequence([seed, zlib.crc32(trace_name.encode("utf-8"))])
+    return int(state.generate_state(1, dtype=np.uint32)[0])
+
+
+# --------------------------------------------------------------------------------------
+# many traces, in worker processes
+# --------------------------------------------------------------------------------------
+
+_WORKER: TraceExplainer | None = None
+
+
+def _checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    return buffer.getvalue()
+
+
+def _worker_init(
+    ckpt_bytes: bytes, cfg: ShapConfig, device: str, background: np.ndarray | None
+) -> None:
+    """Build the process's :class:`TraceExplainer` once (spawned worker initializer)."""
+    global _WORKER
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    ckpt = torch.load(io.BytesIO(ckpt_bytes), map_location="cpu", weights_only=True)
+    _WORKER = TraceExplainer(ckpt, cfg, torch.device(device), background)
+
+
+def _worker_explain(job: ExplainJob) -> JobResult:
+    assert _WORKER is not None, "worker used before its initializer ran"
+    return _WORKER.explain(job)
+
+
+def run_jobs(
+    jobs: Sequence[ExplainJob],
+    ckpt: dict[str, Any],
+    cfg: ShapConfig,
+    background: np.ndarray | None = None,
+    workers: int = 1,
+    device: torch.device | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[JobResult]:
+    """Explain ``jobs``, in ``workers`` spawned processes or (``workers=1``) in this one.
+
+    Both paths run the same per-trace computation with one torch/OpenCV thread, so they
+    give identical values. Results come back in the order of ``jobs``; ``progress`` is
+    called with the number of traces done and the total after each one.
+    """
+    device = device if device is not None else resolve_device(cfg.device)
+    if workers <= 1 or len(jobs) <= 1:
+        results = []
+        with single_threaded():
+            explainer = TraceExplainer(ckpt, cfg, device, background)
+            for i, job in enumerate(jobs):
+                results.append(explainer.explain(job))
+                if progress is not None:
+                    progress(i + 1, len(jobs))
+        return results
+
+    workers = min(workers, len(jobs))
+    # a few chunks per worker: little IPC, still balanced when trace costs differ
+    chunksize = max(1, len(jobs) // (4 * workers))
+    context = multiprocessing.get_context("spawn")
+    initargs = (_checkpoint_bytes(ckpt), cfg, str(device), background)
+    results = []
+    with context.Pool(workers, initializer=_worker_init, initargs=initargs) as pool:
+        for i, result in enumerate(pool.imap(_worker_explain, jobs, chunksize=chunksize)):
+            results.append(result)
+            if progress is not None:
+                progress(i + 1, len(jobs))
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# the selection → jobs
+# --------------------------------------------------------------------------------------
+
+
+def class_index(value: Any) -> int:
+    """A class given as a name (``pre``/``post``) or an index → its index."""
+    try:
+        return record.class_index(value)
+    except record.UnknownClassError as exc:
+        raise ExplainError(str(exc)) from None
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no", ""):
+            return False
+        raise ExplainError(f"selection column explain_both: {value!r} is not a boolean")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to explain: one job per trace, and one index row per (trace, class)."""
+
+    jobs: list[ExplainJob]
+    index: pd.DataFrame  # INDEX_COLUMNS without the value columns, row i = map i
+
+
+def plan_jobs(selection: pd.DataFrame, sset: SpectrogramSet, seed: int) -> Plan:
+    """Deduplicate the selection into one job per trace.
+
+    A trace is explained for its predicted class, or for both classes when any of its
+    selection rows says ``explain_both``. Traces keep the order of their first appearance
+    in the selection; maps of a trace are ordered by class index.
+    """
+    absent = [c for c in SELECTION_COLUMNS if c not in selection.columns]
+    if absent:
+        raise ExplainError(f"{SELECTION_PATH} lacks column(s) {absent}; re-run `dvc repro select`")
+    if selection.empty:
+        raise ExplainError(f"{SELECTION_PATH} selects no trace; nothing to explain")
+    selection = selection.assign(trace_name=selection["trace_name"].astype(str))
+    names = list(dict.fromkeys(selection["trace_name"]))
+    rows = sset.rows(names)  # DatasetError naming the missing traces
+    meta = sset.metadata.iloc[rows].set_index("trace_name")
+    images = sset.as_float(rows)
+
+    jobs, records = [], []
+    for name, image in zip(names, images, strict=True):
+        mine = selection[selection["trace_name"] == name]
+        predicted = {class_index(v) for v in mine["predicted"]}
+        if len(predicted) != 1:
+            raise ExplainError(f"{SELECTION_PATH} gives trace {name} two predicted classes")
+        pred = predicted.pop()
+        both = any(_as_bool(v) for v in mine["explain_both"])
+        classes = tuple(range(len(CLASS_NAMES))) if both else (pred,)
+        jobs.append(ExplainJob(name, image, classes, trace_seed(seed, name)))
+        groups = ";".join(dict.fromkeys(mine["group"].astype(str)))
+        first = mine.iloc[0]
+        for c in classes:
+            records.append(
+                {
+                    "trace_name": name,
+                    "class_index": c,
+                    "class_name": CLASS_NAMES[c],
+                    "groups": groups,
+                    "label": first["label"],
+                    "predicted": first["predicted"],
+                    "week": int(meta.loc[name, "week"]),
+                    "p_s_diff_sec": float(meta.loc[name, "p_s_diff_sec"]),
+                }
+            )
+    return Plan(jobs, pd.DataFrame.from_records(records))
+
+
+def draw_background(
+    sset: SpectrogramSet, n: int, seed: int, train_traces: Sequence[str] | None = None
+) -> np.ndarray:
+    """``n`` training images (seeded draw without replacement), ``(n, 3, 33, 96)`` float32.
+
+    ``train_traces`` (the checkpoint's record of what the model was trained on) wins over
+    the ``split`` column, which differs from it under ``train.exclude_colocated``.
+    """
+    if train_traces is not None:
+        train = np.sort(sset.rows(list(train_traces)))
+    else:
+        train = np.flatnonzero(sset.metadata["split"].to_numpy() == "train")
+    if len(train) == 0:
+        raise ExplainError("no train-split spectrograms to draw the background images from")
+    if n > len(train):
+        log.warning("shap.background = %d but the train split has %d images", n, len(train))
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(train, size=min(n, len(train)), replace=False))
+    return sset.as_float(chosen)
+
+
+# --------------------------------------------------------------------------------------
+# the selection → maps
+# --------------------------------------------------------------------------------------
+
+
+def _collect(plan: Plan, results: list[JobResult], cfg: ShapConfig, seconds: float) -> ShapMaps:
+    """The jobs' maps in one array, their index completed with the additivity check.
+
+    Warns where the model's prediction differs from the selection's; raises
+    :class:`ExplainError` when a partition map's additivity error exceeds
+    ``cfg.additivity_tolerance``.
+    """
+    values = np.concatenate([r.values for r in results], axis=0)
+    base = np.concatenate([r.base_values for r in results])
+    f_x = np.concatenate([r.logits[list(r.classes)] for r in results])
+    for result, job in zip(results, plan.jobs, strict=True):
+        top = int(np.argmax(result.logits))
+        pred = plan.index.loc[plan.index["trace_name"] == job.trace_name, "predicted"].iloc[0]
+        if top != class_index(pred):
+            log.warning(
+                "trace %s: the model predicts %s but the selection says %s",
+                job.trace_name,
+                CLASS_NAMES[top],
+                pred,
+            )
+    shap_sum = values.astype(np.float64).sum(axis=(1, 2, 3))
+    error = np.abs(shap_sum - (f_x - base))
+    index = plan.index.assign(base_value=base, f_x=f_x, shap_sum=shap_sum, additivity_error=error)
+    worst = int(np.argmax(error))
+    if cfg.explainer == "partition" and error[worst] > cfg.additivity_tolerance:
+        raise ExplainError(
+            f"additivity violated: |sum(SHAP) - (f(x) - base)| = {error[worst]:.3g} logits for "
+            f"trace {index['trace_name'].iloc[worst]} (class {index['class_name'].iloc[worst]}) "
+            f"exceeds shap.additivity_tolerance = {cfg.additivity_tolerance:g}"
+        )
+    return ShapMaps(values, index[list(INDEX_COLUMNS)], seconds)
+
+
+def explain_selection(
+    sset: SpectrogramSet,
+    selection: pd.DataFrame,
+    ckpt: dict[str, Any],
+    cfg: ShapConfig,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ShapMaps:
+    """Explain every selected trace (``docs/method.md`` §5) and check additivity.
+
+    Parameters
+    ----------
+    sset
+        The spectrogram set the selection refers to.
+    selection
+        The ``select`` stage's table (:mod:`quakeshap.artifacts.selection`): one row per
+        (trace, group).
+    ckpt
+        The trained model's checkpoint; a model for other image shapes is an error.
+    cfg
+        ``shap`` parameters.
+    workers
+        Worker processes; None = ``cfg.workers`` (``auto`` = all cores).
+    progress
+        Called with the number of traces done and the total after each trace.
+
+    Raises
+    ------
+    ExplainError
+        Bad parameters, NaN logits, or (partition explainer) an additivity error above
+        ``cfg.additivity_tolerance``.
+    """
+    check_config(cfg, (sset.image_shape[1], sset.image_shape[2], sset.image_shape[0]))
+    device = resolve_device(cfg.device)
+    model_from_checkpoint(ckpt, input_shape=sset.image_shape)  # CheckpointError on mismatch
+    plan = plan_jobs(selection, sset, cfg.seed)
+    background = None
+    if cfg.explainer != "partition":
+        background = draw_background(sset, cfg.background, cfg.seed, ckpt.get("train_traces"))
+    n_workers = resolve_workers(cfg.workers) if workers is None else workers
+    n_workers = max(1, min(n_workers, len(plan.jobs)))
+    log.info(
+        "explaining %d trace(s) → %d map(s) with %s (max_evals %d, batch %d), %d worker(s) on %s",
+        len(plan.jobs),
+        len(plan.index),
+        cfg.explainer,
+        cfg.max_evals,
+        cfg.batch_size,
+        n_workers,
+        device,
+    )
+    start = time.perf_counter()
+    results = run_jobs(plan.jobs, ckpt, cfg, background, n_workers, device, progress)
+    return _collect(plan, results, cfg, time.perf_counter() - start)
