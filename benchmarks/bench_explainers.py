@@ -99,6 +99,20 @@ def correlations(
     return out
 
 
+#: how to read the result (written into it as ``details.notes``)
+NOTES = " ".join(
+    """
+Correlations are Pearson's r between an alternative's map and the partition map of the same
+trace and class (rgb: the (33, 96, 3) maps; display: averaged over RGB as in the figures;
+class_mean_display: of the per-class mean maps). The partition maps are Owen values relative
+to the inpainted image, deep/gradient attributions are relative to a background of train
+images: the scales differ, correlation is what is comparable. Both sides use every core:
+quakeshap one worker per core with one torch thread each, the reference torch's default
+threads.
+""".split()
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     return common.make_parser(__doc__.splitlines()[0])
 
@@ -198,16 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_traces_compared": len(picks),
         "partition_settings": {"max_evals": plan.max_evals, "batch_size": 50},
         "background": cfg.background,
-        "notes": (
-            "Correlations are Pearson's r between an alternative's map and the partition map "
-            "of the same trace and class (rgb: the (33, 96, 3) maps; display: averaged over "
-            "RGB as in the figures; class_mean_display: of the per-class mean maps). The "
-            "partition maps are Owen values relative to the inpainted image, deep/gradient "
-            "attributions are relative to a background of train images: the scales differ, "
-            "correlation is what is comparable. Both sides use every core: quakeshap one "
-            "worker per core with one torch thread each, the reference torch's default "
-            "threads."
-        ),
+        "notes": NOTES,
     }
     return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 

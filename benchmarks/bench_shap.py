@@ -168,6 +168,17 @@ def time_split(fn: Callable[[], Any]) -> dict[str, float]:
     }
 
 
+#: how to read the result (written into it as ``details.notes``)
+NOTES = " ".join(
+    """
+Profiles come from cProfile, which slows Python-heavy code more than native code: read the
+fractions, and take the times from the unprofiled runs. quakeshap with 1 worker uses one
+torch thread (as every worker does); the reference uses torch's default (all cores) for its
+model calls.
+""".split()
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = common.make_parser(__doc__.splitlines()[0])
     parser.add_argument(
@@ -303,12 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "equivalence": equivalence,
         "profile_one_trace": {"reference": profile_reference, "quakeshap": profile_quakeshap},
-        "notes": (
-            "Profiles come from cProfile, which slows Python-heavy code more than native "
-            "code: read the fractions, and take the times from the unprofiled runs. quakeshap "
-            "with 1 worker uses one torch thread (as every worker does); the reference uses "
-            "torch's default (all cores) for its model calls."
-        ),
+        "notes": NOTES,
     }
     return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 

@@ -267,6 +267,20 @@ def target_checks(
     ]
 
 
+#: how to read the result (written into it as ``details.notes``)
+NOTES = " ".join(
+    """
+Throughput counts listed traces. quakeshap = the stage's main() in a fresh process
+(interpreter start-up and imports excluded, listed as import_s; wall_s includes them), with
+spectrogram.workers 1 (the headline: one thread, as the study's loop) and auto (all cores,
+details.all_cores). Contenders interleaved round by round: study loop, one thread, all
+cores, read floor. Peak RSS = VmHWM of the stage's process, file-backed mapped pages
+included. Raw data: a demo pool replicated to each size, read from a warm page cache by
+every contender.
+""".split()
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     return common.make_parser(__doc__.splitlines()[0])
 
@@ -300,16 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": ratios,
         "scaling": scaling,
         "equivalence": equivalence,
-        "notes": (
-            "Throughput counts listed traces. quakeshap = the stage's main() in a fresh "
-            "process (interpreter start-up and imports excluded, listed as import_s; wall_s "
-            "includes them), with spectrogram.workers 1 (the headline: one thread, as the "
-            "study's loop) and auto (all cores, details.all_cores). Contenders interleaved "
-            "round by round: study loop, one thread, all cores, read floor. Peak RSS = "
-            "VmHWM of the stage's process, file-backed mapped pages included. Raw data: a "
-            "demo pool replicated to each size, read from a warm page cache by every "
-            "contender."
-        ),
+        "notes": NOTES,
     }
     checks = target_checks(plan, scaling, ratios, workers)
     return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)

@@ -72,6 +72,19 @@ def _normalised(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.
     return torch.from_numpy((to_unit(images) - m) / s)
 
 
+#: how to read the result (written into it as ``details.notes``)
+NOTES = " ".join(
+    """
+Each sample: a fresh CNN2D + Adam, one training pass over n_train samples in batches of 32
+and one validation pass over n_val. Images: demo spectrograms (uint8 PNG values); the
+reference decodes them from PNG files on a warm page cache. torch threads: the default (all
+cores). quakeshap trains in the channels_last layout; layout_speedup = pure compute NCHW /
+channels_last. reference_overhead_s is against the NCHW floor, quakeshap_overhead_s against
+the channels_last one.
+""".split()
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = common.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
@@ -174,15 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "layout_speedup": pure["median"] / pure_cl["median"],
         "batch_size": batch,
         "n_batches": -(-plan.n_train // batch),
-        "notes": (
-            "Each sample: a fresh CNN2D + Adam, one training pass over n_train samples in "
-            "batches of 32 and one validation pass over n_val. Images: demo spectrograms "
-            "(uint8 PNG values); the reference decodes them from PNG files on a warm page "
-            "cache. torch threads: the default (all cores). quakeshap trains in the "
-            "channels_last layout; layout_speedup = pure compute NCHW / channels_last. "
-            "reference_overhead_s is against the NCHW floor, quakeshap_overhead_s against "
-            "the channels_last one."
-        ),
+        "notes": NOTES,
     }
     return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 

@@ -99,6 +99,17 @@ def workflow_env(repo: Path, state: Path) -> dict[str, str]:
     return env
 
 
+#: how to read the result (written into it as ``details.notes``)
+NOTES = " ".join(
+    """
+ratio = fresh pipeline time / no-op time: what DVC's bookkeeping saves when nothing changed.
+stage_seconds: from one `Running stage` line of the fresh run to the next (the last to the
+end), so they include DVC's hashing and lock writing; dvc's start-up is before the first.
+Wall-clock seconds.
+""".split()
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     return common.make_parser(__doc__.splitlines()[0])
 
@@ -158,12 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "params_overrides": plan.overrides,
         "files_copied": n_files,
         "command": " ".join(["dvc", "repro", *([plan.target] if plan.target else [])]),
-        "notes": (
-            "ratio = fresh pipeline time / no-op time: what DVC's bookkeeping saves when "
-            "nothing changed. stage_seconds: from one `Running stage` line of the fresh "
-            "run to the next (the last to the end), so they include DVC's hashing and "
-            "lock writing; dvc's start-up is before the first. Wall-clock seconds."
-        ),
+        "notes": NOTES,
     }
     return common.make_result(NAME, args, reference, quakeshap, TARGET, checks, details)
 

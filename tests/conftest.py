@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.raw_fixtures import RawSet, write_raw
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -15,6 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def rng() -> np.random.Generator:
     """A local, seeded generator: tests never touch global random state."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def raw(tmp_path: Path, rng: np.random.Generator) -> RawSet:
+    """A tiny valid raw folder in the record's layout (:func:`tests.raw_fixtures.write_raw`)."""
+    return write_raw(tmp_path / "raw", rng)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ their metadata, the predictions table, the selection, the SHAP index, means and 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -100,6 +101,7 @@ def attribute_table(
     every trace starts 5 s before its P arrival, and S − P is 0.75 × the P travel time.
     """
     n = 2 * n_per_class
+    receiver = dataclasses.replace(record.NRCA, code=station)
     labels = np.repeat(CLASS_NAMES, n_per_class)
     start = {"pre": dt.datetime(2016, 8, 24, 3), "post": dt.datetime(2016, 10, 31, 2)}
     origin = [
@@ -115,14 +117,9 @@ def attribute_table(
     source_id = [str(100000000 + 7 * i) for i in range(n)]
     table = pd.DataFrame(
         {
-            "trace_name": [f"{station}.IV.{s}_EV" for s in source_id],
+            "trace_name": [receiver.trace_name(s) for s in source_id],
             "trace_start_time": [f"{t:%Y-%m-%d %H:%M:%S.%f}+00:00" for t in trace_start],
-            "network_code": "IV",
-            "receiver_name": station,
-            "receiver_type": "HH",
-            "receiver_elevation_m": 927.0,
-            "receiver_latitude": 42.83355,
-            "receiver_longitude": 13.11427,
+            **receiver.receiver_columns(),
             "source_id": source_id,
             "source_depth_km": rng.uniform(2, 10, n),
             "source_latitude": 42.8 + rng.normal(0, 0.05, n),

@@ -8,6 +8,7 @@ writer cannot: traces stored in other dtypes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 from quakeshap.artifacts import raw
 from quakeshap.artifacts.raw import ATTRIBUTE_COLUMNS
 from quakeshap.record import (
+    NRCA,
     P_ARRIVAL_S,
     SAMPLING_RATE_HZ,
     TRACE_SAMPLES,
@@ -66,16 +68,12 @@ def attribute_table(
     p_s = np.round(p_travel * 0.75, 2)
     origins = [s + pd.Timedelta(seconds=5.0 - p) for s, p in zip(starts, p_travel, strict=True)]
     ids = np.arange(first_id, first_id + n)
+    receiver = dataclasses.replace(NRCA, code=station)
     return pd.DataFrame(
         {
-            "trace_name": [f"{station}.IV.{i}_EV" for i in ids],
+            "trace_name": [receiver.trace_name(i) for i in ids],
             "trace_start_time": [s.strftime("%Y-%m-%d %H:%M:%S.%f+00:00") for s in starts],
-            "network_code": "IV",
-            "receiver_name": station,
-            "receiver_type": "HH",
-            "receiver_elevation_m": 927.0,
-            "receiver_latitude": 42.83355,
-            "receiver_longitude": 13.11427,
+            **receiver.receiver_columns(),
             "source_id": ids,
             "source_depth_km": np.round(rng.uniform(2, 10, n), 2),
             "source_latitude": np.round(rng.uniform(42.7, 42.95, n), 4),

@@ -631,3 +631,10 @@ def test_shap_set_missing_and_inconsistent(tmp_path, rng):
     with pytest.raises(ArtifactError) as err:
         shap_set.load(folder, image_hw=(33, 96))
     _assert_names_path_and_stage(err, folder, "explain")
+
+
+def test_a_traces_groups_join_and_split_through_the_shap_set_owner():
+    index = pd.DataFrame({"groups": [shap_set.join_groups(["class", "week", "class"]), "week"]})
+    assert index["groups"][0].count(shap_set.GROUP_SEPARATOR) == 1
+    np.testing.assert_array_equal(shap_set.in_group(index, "class"), [True, False])
+    np.testing.assert_array_equal(shap_set.in_group(index, "week"), [True, True])

@@ -16,18 +16,13 @@ from quakeshap.artifacts import raw
 from quakeshap.config import ConfigError, DemoConfig
 from quakeshap.demo.catalog import (
     AMATRICE_ORIGIN,
-    CHANNEL_FAMILY,
     DEPTH_KM,
     KM_PER_DEGREE,
-    NETWORK,
     POST_END,
     POST_START,
     PRE_EARLY_DAY,
     PRE_END,
     STATION,
-    STATION_ELEVATION_M,
-    STATION_LATITUDE,
-    STATION_LONGITUDE,
 )
 from quakeshap.demo.physics import brune_corner_frequency_hz, phase_spectrum
 from quakeshap.record import (
@@ -47,7 +42,7 @@ from quakeshap.unpickle import load_similar_traces
 
 SMALL = DemoConfig(n_pre=40, n_post=30, n_colocated_groups=2)
 PRE, POST = CLASS_NAMES
-TRACE_NAME = re.compile(rf"^{STATION}\.{NETWORK}\.\d{{9}}_EV$")
+TRACE_NAME = re.compile(rf"^{STATION.code}\.{STATION.network}\.\d{{9}}_EV$")
 START_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00:00$")
 ORIGIN_FORMAT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
 #: the attribute columns the record holds as text (names, codes, types, times); every other
@@ -80,12 +75,12 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 def _traces(root: Path, cls: str) -> dict[str, np.ndarray]:
-    with raw.open_hdf5(hdf5_path(root, STATION, cls)) as fh:
+    with raw.open_hdf5(hdf5_path(root, STATION.code, cls)) as fh:
         return {name: fh[name][()] for name in fh}
 
 
 def _attributes(root: Path, cls: str) -> pd.DataFrame:
-    return raw.read_attributes(attributes_path(root, STATION, cls))
+    return raw.read_attributes(attributes_path(root, STATION.code, cls))
 
 
 def _event(catalog: pd.DataFrame, **changes: float) -> pd.DataFrame:
@@ -111,11 +106,14 @@ def _band_energy(x: np.ndarray, lo_hz: float, hi_hz: float) -> float:
 
 
 def test_layout_is_the_records(written: Path) -> None:
-    expected = {similar_traces_path(written, STATION)}
+    expected = {similar_traces_path(written, STATION.code)}
     for cls in CLASS_NAMES:
-        expected |= {hdf5_path(written, STATION, cls), attributes_path(written, STATION, cls)}
+        expected |= {
+            hdf5_path(written, STATION.code, cls),
+            attributes_path(written, STATION.code, cls),
+        }
     assert {p for p in written.rglob("*") if p.is_file()} == expected
-    assert raw.list_stations(written) == [STATION]
+    assert raw.list_stations(written) == [STATION.code]
 
 
 @pytest.mark.parametrize("cls", CLASS_NAMES)
@@ -134,18 +132,18 @@ def test_hdf5_holds_one_root_dataset_per_trace(written: Path, cls: str) -> None:
 
 @pytest.mark.parametrize("cls", CLASS_NAMES)
 def test_attribute_csv_columns_and_formats(written: Path, cls: str) -> None:
-    csv = pd.read_csv(attributes_path(written, STATION, cls), dtype=str)
+    csv = pd.read_csv(attributes_path(written, STATION.code, cls), dtype=str)
     assert tuple(csv.columns) == raw.ATTRIBUTE_COLUMNS
     assert csv["trace_start_time"].str.match(START_FORMAT).all()
     assert csv["source_origin_time"].str.match(ORIGIN_FORMAT).all()
-    assert (csv["trace_name"] == f"{STATION}.{NETWORK}." + csv["source_id"] + "_EV").all()
-    assert set(csv["network_code"]) == {NETWORK}
-    assert set(csv["receiver_name"]) == {STATION}
-    assert set(csv["receiver_type"]) == {CHANNEL_FAMILY}
+    assert (csv["trace_name"] == csv["source_id"].map(STATION.trace_name)).all()
+    assert set(csv["network_code"]) == {STATION.network}
+    assert set(csv["receiver_name"]) == {STATION.code}
+    assert set(csv["receiver_type"]) == {STATION.channel_family}
     numbers = csv.drop(columns=list(TEXT_ATTRIBUTES)).astype(float)
     assert np.isfinite(numbers.to_numpy()).all()
-    assert (numbers["receiver_latitude"] == STATION_LATITUDE).all()
-    assert (numbers["receiver_elevation_m"] == STATION_ELEVATION_M).all()
+    assert (numbers["receiver_latitude"] == STATION.latitude).all()
+    assert (numbers["receiver_elevation_m"] == STATION.elevation_m).all()
 
 
 def test_trace_names_are_unique_across_files(written: Path) -> None:
@@ -157,7 +155,7 @@ def test_trace_names_are_unique_across_files(written: Path) -> None:
 def test_similar_traces_pickle_lists_colocated_pre_post_groups(
     written: Path, catalog: pd.DataFrame
 ) -> None:
-    path = similar_traces_path(written, STATION)
+    path = similar_traces_path(written, STATION.code)
     pickled = pd.read_pickle(path)  # the record's format: a plain pandas pickle
     assert tuple(pickled.columns) == raw.SIMILAR_COLUMNS
     assert pickled["trace_name"].dtype == object
@@ -167,7 +165,7 @@ def test_similar_traces_pickle_lists_colocated_pre_post_groups(
     assert set(similar["associato_ev"]) == set(range(SMALL.n_colocated_groups))
     rows = catalog.set_index("trace_name").loc[similar["trace_name"]]
     rows["group"] = similar["associato_ev"].to_numpy()
-    km_per_degree_east = KM_PER_DEGREE * np.cos(np.deg2rad(STATION_LATITUDE))
+    km_per_degree_east = KM_PER_DEGREE * np.cos(np.deg2rad(STATION.latitude))
     for _, members in rows.groupby("group"):
         assert set(members["label"]) == set(CLASS_NAMES)
         assert (members["defect"] == "").all()
@@ -259,13 +257,13 @@ def test_travel_times_follow_the_hypocentral_distance(catalog: pd.DataFrame) -> 
     assert catalog["source_depth_km"].between(*DEPTH_KM).all()
     assert catalog["p_s_diff_sec"].between(0.5, 2.8).all()
     # hypocentral distance from the written coordinates (flat Earth, 4-decimal rounding)
-    north = (catalog["source_latitude"] - STATION_LATITUDE) * KM_PER_DEGREE
+    north = (catalog["source_latitude"] - STATION.latitude) * KM_PER_DEGREE
     east = (
-        (catalog["source_longitude"] - STATION_LONGITUDE)
+        (catalog["source_longitude"] - STATION.longitude)
         * KM_PER_DEGREE
-        * np.cos(np.deg2rad(STATION_LATITUDE))
+        * np.cos(np.deg2rad(STATION.latitude))
     )
-    vertical = catalog["source_depth_km"] + STATION_ELEVATION_M / 1000.0
+    vertical = catalog["source_depth_km"] + STATION.elevation_m / 1000.0
     np.testing.assert_allclose(np.sqrt(north**2 + east**2 + vertical**2), hypo, atol=0.03)
 
 

@@ -256,9 +256,8 @@ def test_window_fractions_split_before_p_p_to_s_after_s():
 
 
 def test_class_and_weekly_means_take_the_right_maps():
-    # the index joins a trace's selection groups with ";"
-    class_week = f"{CLASS_GROUP};{WEEK_GROUP}"
-    wrong_week = f"{MISCLASSIFIED_GROUP};{WEEK_GROUP}"
+    class_week = shap_set.join_groups([CLASS_GROUP, WEEK_GROUP])
+    wrong_week = shap_set.join_groups([MISCLASSIFIED_GROUP, WEEK_GROUP])
     index = pd.DataFrame(
         {
             "trace_name": ["a", "b", "c", "c", "d"],

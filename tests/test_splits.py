@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,12 +18,6 @@ from quakeshap.splits import (
 )
 
 from .raw_fixtures import RawSet, write_raw
-
-
-@pytest.fixture
-def raw(tmp_path: Path, rng: np.random.Generator) -> RawSet:
-    return write_raw(tmp_path / "raw", rng)
-
 
 # ---------------------------------------------------------------- associato
 

@@ -35,11 +35,6 @@ from quakeshap.waveforms import (
 from .raw_fixtures import RawSet, synthetic_waveform, write_hdf5, write_raw
 
 
-@pytest.fixture
-def raw(tmp_path: Path, rng: np.random.Generator) -> RawSet:
-    return write_raw(tmp_path / "raw", rng)
-
-
 def _relative(path: Path, raw: RawSet) -> str:
     """A file of the raw layout as the catalogue's ``hdf5_file`` names it."""
     return path.relative_to(raw.root).as_posix()

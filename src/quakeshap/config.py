@@ -29,6 +29,9 @@ import yaml
 
 T = TypeVar("T")
 
+#: the project's parameter file (the demo configuration)
+PARAMS_FILE = Path("params.yaml")
+
 
 class ConfigError(ValueError):
     """A parameter is unknown, missing, mistyped or out of range."""
@@ -526,7 +529,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
     """Load and validate ``params.yaml`` (every section, so any typo fails before work)."""
     try:
         return parse_params(load_yaml(path))

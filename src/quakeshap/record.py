@@ -12,6 +12,7 @@ class mean, and the uint8 ↔ [0, 1] scaling) are functions here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,43 @@ P_ARRIVAL_SAMPLE = 500
 P_ARRIVAL_S = P_ARRIVAL_SAMPLE / SAMPLING_RATE_HZ
 #: component order of each trace's three rows, and of the RGB channels of an image
 CHANNELS: tuple[str, str, str] = ("E", "N", "Z")
+
+# --------------------------------------------------------------------------------------
+# the station
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Station:
+    """A recording station, as the record's attribute tables describe it."""
+
+    network: str
+    code: str
+    #: the channel family (``HH``: high-gain broadband at 100 Hz)
+    channel_family: str
+    latitude: float
+    longitude: float
+    elevation_m: float
+
+    def receiver_columns(self) -> dict[str, str | float]:
+        """The attribute columns that describe the receiver, with this station's values."""
+        return {
+            "network_code": self.network,
+            "receiver_name": self.code,
+            "receiver_type": self.channel_family,
+            "receiver_elevation_m": self.elevation_m,
+            "receiver_latitude": self.latitude,
+            "receiver_longitude": self.longitude,
+        }
+
+    def trace_name(self, source_id: object) -> str:
+        """The record's trace name of this station's recording of event ``source_id``."""
+        return f"{self.code}.{self.network}.{source_id}_EV"
+
+
+#: the study's station (``docs/method.md`` §1)
+NRCA = Station("IV", "NRCA", "HH", latitude=42.83355, longitude=13.11427, elevation_m=927.0)
+
 
 # --------------------------------------------------------------------------------------
 # the sequence and the two classes

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,8 @@ INDEX_COLUMNS: tuple[str, ...] = (
     "additivity_error",
 )
 WEEKLY_COLUMNS: tuple[str, str] = ("week", "n_maps")
+#: joins the selection groups of one trace in the ``groups`` column (``class;week``)
+GROUP_SEPARATOR = ";"
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,14 @@ class ShapSet:
     weekly: pd.DataFrame  # week, n_maps; row i describes weekly_mean[i]
 
 
+def join_groups(groups: Iterable[str]) -> str:
+    """The ``groups`` cell of a trace selected for several groups: each once, in order."""
+    return GROUP_SEPARATOR.join(dict.fromkeys(str(g) for g in groups))
+
+
 def in_group(index: pd.DataFrame, group: str) -> np.ndarray:
     """``(n_maps,)`` booleans: the maps of traces selected (also) for ``group``."""
-    groups = index["groups"].astype(str).str.split(";")
+    groups = index["groups"].astype(str).str.split(GROUP_SEPARATOR)
     return groups.map(lambda g: group in g).to_numpy(dtype=bool)
 
 

@@ -55,6 +55,7 @@ from quakeshap.record import (
     CHANNELS,
     CLASS_NAMES,
     MAINSHOCK_ORIGIN_UTC,
+    NRCA,
     P_ARRIVAL_S,
     P_ARRIVAL_SAMPLE,
     SAMPLING_RATE_HZ,
@@ -64,12 +65,8 @@ from quakeshap.record import (
 PRE, POST = CLASS_NAMES
 
 #: the station of the demo, as in the record
-STATION = "NRCA"
-NETWORK = "IV"
-CHANNEL_FAMILY = "HH"
-STATION_LATITUDE = 42.83355
-STATION_LONGITUDE = 13.11427
-STATION_ELEVATION_M = 927.0
+#: the demo's station: the study's
+STATION = NRCA
 
 #: the two mainshocks that start the two sequences (UTC)
 AMATRICE_ORIGIN = np.datetime64("2016-08-24T01:36:32", "ms")
@@ -309,11 +306,11 @@ class _Rays(NamedTuple):
 def _rays(sources: _Sources, cfg: DemoConfig) -> _Rays:
     """Straight rays from each hypocentre to the station (flat Earth)."""
     epi_km, az_from_station = sources.epicentral_km, sources.azimuth_from_station_rad
-    lat = STATION_LATITUDE + epi_km * detmath.cos(az_from_station) / KM_PER_DEGREE
-    lon = STATION_LONGITUDE + epi_km * detmath.sin(az_from_station) / (
-        KM_PER_DEGREE * float(detmath.cos(STATION_LATITUDE * (np.pi / 180.0)))
+    lat = STATION.latitude + epi_km * detmath.cos(az_from_station) / KM_PER_DEGREE
+    lon = STATION.longitude + epi_km * detmath.sin(az_from_station) / (
+        KM_PER_DEGREE * float(detmath.cos(STATION.latitude * (np.pi / 180.0)))
     )
-    vertical_km = sources.depth_km + STATION_ELEVATION_M / 1000.0
+    vertical_km = sources.depth_km + STATION.elevation_m / 1000.0
     hypo_km = detmath.hypot(epi_km, vertical_km)
     p_travel = np.round(hypo_km / cfg.vp_km_s, 2)
     s_travel = np.round(hypo_km / cfg.vs_km_s, 2)
@@ -360,15 +357,10 @@ def _attributes(
     """The study's attribute columns, in the record's formats and order."""
     values = {
         "trace_name": np.array(
-            [f"{STATION}.{NETWORK}.{sid}_EV" for sid in sources.source_id], dtype=object
+            [STATION.trace_name(sid) for sid in sources.source_id], dtype=object
         ),
         "trace_start_time": [_format_start(t) for t in start],
-        "network_code": NETWORK,
-        "receiver_name": STATION,
-        "receiver_type": CHANNEL_FAMILY,
-        "receiver_elevation_m": STATION_ELEVATION_M,
-        "receiver_latitude": STATION_LATITUDE,
-        "receiver_longitude": STATION_LONGITUDE,
+        **STATION.receiver_columns(),
         "source_id": sources.source_id,
         "source_depth_km": np.round(sources.depth_km, 2),
         "source_latitude": np.round(rays.latitude, 4),

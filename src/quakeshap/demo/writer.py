@@ -50,10 +50,12 @@ def write_demo_dataset(cfg: DemoConfig, root: str | Path) -> None:
         rows = catalog.index[catalog["label"] == cls]
         stored = [i for i in rows if catalog.at[i, "defect"] != MISSING_IN_HDF5]
         write_waveforms(
-            hdf5_path(root, STATION, cls),
+            hdf5_path(root, STATION.code, cls),
             [catalog.at[i, "trace_name"] for i in stored],
             [waveforms[i, : catalog.at[i, "n_channels"]] for i in stored],
         )
-        write_attributes(attributes_path(root, STATION, cls), catalog.loc[rows])
-    write_similar_traces(similar_traces_path(root, STATION), catalog[catalog["associato_ev"] >= 0])
-    log.info("demo: wrote the record's files for %s under %s", STATION, root)
+        write_attributes(attributes_path(root, STATION.code, cls), catalog.loc[rows])
+    write_similar_traces(
+        similar_traces_path(root, STATION.code), catalog[catalog["associato_ev"] >= 0]
+    )
+    log.info("demo: wrote the record's files for %s under %s", STATION.code, root)

@@ -25,7 +25,7 @@ import torch
 from quakeshap import record
 from quakeshap.artifacts.selection import PATH as SELECTION_PATH
 from quakeshap.artifacts.selection import SELECTION_COLUMNS
-from quakeshap.artifacts.shap_set import INDEX_COLUMNS
+from quakeshap.artifacts.shap_set import INDEX_COLUMNS, join_groups
 from quakeshap.artifacts.spectrograms import SpectrogramSet
 from quakeshap.config import ShapConfig, resolve_workers
 from quakeshap.explain.explainers import (
@@ -180,7 +180,7 @@ def plan_jobs(selection: pd.DataFrame, sset: SpectrogramSet, seed: int) -> Plan:
         both = any(_as_bool(v) for v in mine["explain_both"])
         classes = tuple(range(len(CLASS_NAMES))) if both else (pred,)
         jobs.append(ExplainJob(name, image, classes, trace_seed(seed, name)))
-        groups = ";".join(dict.fromkeys(mine["group"].astype(str)))
+        groups = join_groups(mine["group"])
         first = mine.iloc[0]
         for c in classes:
             records.append(

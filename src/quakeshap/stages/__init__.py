@@ -8,11 +8,27 @@ input, ...) logged as one line and turned into exit code 1 instead of a tracebac
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from quakeshap.artifacts import ArtifactError
-from quakeshap.config import ConfigError
+from quakeshap.config import PARAMS_FILE, ConfigError
+
+
+def stage_parser(doc: str, **paths: Path) -> argparse.ArgumentParser:
+    """A stage's command line: ``--params`` and one ``--<name>`` option per path it reads
+    or writes, each defaulting to the project path its owner names (as in ``dvc.yaml``).
+
+    ``doc`` is the stage module's docstring; its first line describes the command.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE)
+    for name, default in paths.items():
+        parser.add_argument(f"--{name}", type=Path, default=Path(default))
+    return parser
+
 
 #: errors every stage reports as one line: bad parameters, unusable inputs
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, ArtifactError)

@@ -23,16 +23,14 @@ from quakeshap.config import load_params
 from quakeshap.demo import DemoError, write_demo_dataset
 from quakeshap.files import atomic_dir
 from quakeshap.manifest import ManifestError, write_manifest
-from quakeshap.stages import run_stage
+from quakeshap.stages import run_stage, stage_parser
 from quakeshap.zenodo import ZenodoError, fetch_record
 
 log = logging.getLogger("quakeshap.stages.download")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--out", type=Path, default=raw.PATH)
+    parser = stage_parser(__doc__, out=raw.PATH)
     parser.add_argument(
         "--cache",
         type=Path,

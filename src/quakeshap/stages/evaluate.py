@@ -11,25 +11,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from quakeshap import evaluation
 from quakeshap.artifacts import checkpoint, metrics, predictions
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import load_params
 from quakeshap.model import DeviceError, model_from_checkpoint, resolve_device
-from quakeshap.stages import run_stage
+from quakeshap.stages import run_stage, stage_parser
 
 log = logging.getLogger("quakeshap.stages.evaluate")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", type=Path)
-    parser.add_argument("--spectrograms", default=spectrogram_set.PATH, type=Path)
-    parser.add_argument("--model", default=checkpoint.PATH, type=Path)
-    parser.add_argument("--out", default=predictions.FOLDER, type=Path)
-    parser.add_argument("--metrics", default=metrics.PATHS["evaluate"], type=Path)
+    parser = stage_parser(
+        __doc__,
+        spectrograms=spectrogram_set.PATH,
+        model=checkpoint.PATH,
+        out=predictions.FOLDER,
+        metrics=metrics.PATHS["evaluate"],
+    )
     return parser.parse_args(argv)
 
 

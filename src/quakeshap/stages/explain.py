@@ -30,19 +30,20 @@ from quakeshap.explain import (
 )
 from quakeshap.files import remove_outputs, write_json
 from quakeshap.model import DeviceError
-from quakeshap.stages import run_stage
+from quakeshap.stages import run_stage, stage_parser
 
 log = logging.getLogger("quakeshap.stages.explain")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--spectrograms", type=Path, default=spectrogram_set.PATH)
-    parser.add_argument("--model", type=Path, default=checkpoint.PATH)
-    parser.add_argument("--selection", type=Path, default=selection.PATH)
-    parser.add_argument("--out", type=Path, default=shap_set.PATH)
-    parser.add_argument("--metrics", type=Path, default=metrics.PATHS["explain"])
+    parser = stage_parser(
+        __doc__,
+        spectrograms=spectrogram_set.PATH,
+        model=checkpoint.PATH,
+        selection=selection.PATH,
+        out=shap_set.PATH,
+        metrics=metrics.PATHS["explain"],
+    )
     parser.add_argument(
         "--workers", type=int, default=None, help="override shap.workers (benchmarks)"
     )

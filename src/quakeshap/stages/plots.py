@@ -20,14 +20,13 @@ import matplotlib
 from quakeshap import files, plots, report
 from quakeshap.config import load_params, load_yaml
 from quakeshap.report import FIGURES_DIR, REPORT_FILE
-from quakeshap.stages import run_stage
+from quakeshap.stages import run_stage, stage_parser
 
 log = logging.getLogger("quakeshap.stages.plots")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser = stage_parser(__doc__)
     parser.add_argument("--root", type=Path, default=Path("."), help="project folder")
     return parser.parse_args(argv)
 

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from quakeshap.artifacts import metrics, predictions, selection
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import load_params
 from quakeshap.selection import SelectionError, select_traces
-from quakeshap.stages import run_stage
+from quakeshap.stages import run_stage, stage_parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", type=Path)
-    parser.add_argument("--predictions", default=predictions.PATH, type=Path)
-    parser.add_argument("--spectrograms", default=spectrogram_set.PATH, type=Path)
-    parser.add_argument("--out", default=selection.PATH, type=Path)
-    parser.add_argument("--summary", default=metrics.PATHS["select"], type=Path)
+    parser = stage_parser(
+        __doc__,
+        predictions=predictions.PATH,
+        spectrograms=spectrogram_set.PATH,
+        out=selection.PATH,
+        summary=metrics.PATHS["select"],
+    )
     return parser.parse_args(argv)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -23,18 +22,16 @@ from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import load_params
 from quakeshap.record import CLASS_NAMES
 from quakeshap.spectrogram import SpectrogramError, build_spectrogram_set
-from quakeshap.stages import run_stage
+from quakeshap.stages import run_stage, stage_parser
 from quakeshap.waveforms import rejection_kinds
 
 log = logging.getLogger("quakeshap.stages.spectrograms")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--raw", type=Path, default=raw.PATH)
-    parser.add_argument("--out", type=Path, default=spectrogram_set.PATH)
-    parser.add_argument("--rejected", type=Path, default=metrics.REJECTED_PATH)
+    parser = stage_parser(
+        __doc__, raw=raw.PATH, out=spectrogram_set.PATH, rejected=metrics.REJECTED_PATH
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every rejection")
     return parser.parse_args(argv)
 

@@ -11,25 +11,25 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from quakeshap.artifacts import checkpoint, metrics
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import load_params
 from quakeshap.model import DeviceError
-from quakeshap.stages import run_stage
+from quakeshap.stages import run_stage, stage_parser
 from quakeshap.training import TrainingError, train_model
 
 log = logging.getLogger("quakeshap.stages.train")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", type=Path)
-    parser.add_argument("--spectrograms", default=spectrogram_set.PATH, type=Path)
-    parser.add_argument("--models", default=checkpoint.PATH.parent, type=Path)
-    parser.add_argument("--metrics", default=metrics.PATHS["train"], type=Path)
-    parser.add_argument("--history", default=metrics.HISTORY_PATH, type=Path)
+    parser = stage_parser(
+        __doc__,
+        spectrograms=spectrogram_set.PATH,
+        models=checkpoint.PATH.parent,
+        metrics=metrics.PATHS["train"],
+        history=metrics.HISTORY_PATH,
+    )
     return parser.parse_args(argv)
 
 
