@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # stage commands in dvc.yaml call `python`: make them find the project's environment
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all repro test lint study bench release clean-venv
+.PHONY: all repro test lint study controls bench release clean-venv
 
 all: repro
 
@@ -36,6 +36,12 @@ lint: $(STAMP)
 study: $(STAMP)
 	args="$$(python -m quakeshap.profiles profiles/study.yaml)" && \
 	eval "dvc exp run -n study $(STUDY_FLAGS) $$args"
+
+## the study's controls (profiles/controls/) as named DVC experiments control-<name>, one at a
+## time; a subset with CONTROLS="lowpass_10hz matched", on the study with
+## CONTROLS_BASE=profiles/study.yaml, flags such as --replace in CONTROLS_FLAGS
+controls: $(STAMP)
+	python -m quakeshap.controls run $(CONTROLS) $(if $(CONTROLS_BASE),--base $(CONTROLS_BASE)) $(CONTROLS_FLAGS)
 
 ## benchmarks against the study's implementation; results in benchmarks/results/
 bench: $(STAMP)

@@ -33,7 +33,7 @@ import torch
 from benchmarks import _common as common
 from benchmarks._data import demo_images, in_memory_set, selection_frame, trained_checkpoint
 from benchmarks.reference.partition import explain_study_way
-from quakeshap.config import ShapConfig
+from quakeshap.config import FaithfulnessConfig, ShapConfig
 from quakeshap.explain import explain_selection, trace_seed
 from quakeshap.model import model_from_checkpoint
 from quakeshap.record import CLASS_NAMES
@@ -137,7 +137,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     picked_predicted = labels[picks]
     selection = selection_frame(sset, picks, picked_predicted)
     cfg = dataclasses.replace(
-        ShapConfig(), max_evals=plan.max_evals, batch_size=50, device="cpu", background=100
+        ShapConfig(),
+        max_evals=plan.max_evals,
+        batch_size=50,
+        device="cpu",
+        background=100,
+        faithfulness=FaithfulnessConfig(enabled=False),  # the explainers alone
     )
     names = sset.metadata["trace_name"].to_numpy()
 

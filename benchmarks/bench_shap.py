@@ -44,7 +44,7 @@ import torch
 from benchmarks import _common as common
 from benchmarks._data import demo_images, in_memory_set, selection_frame, trained_checkpoint
 from benchmarks.reference.partition import explain_study_way
-from quakeshap.config import ShapConfig
+from quakeshap.config import FaithfulnessConfig, ShapConfig
 from quakeshap.explain import (
     ExplainJob,
     TraceExplainer,
@@ -210,6 +210,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_evals=plan.max_evals,
         batch_size=plan.batch_size,
         device="cpu",
+        # the SHAP run alone, as the reference computes it (bench_faithfulness times the rest)
+        faithfulness=FaithfulnessConfig(enabled=False),
     )
     names = sset.metadata["trace_name"].to_numpy()[test]
     seeds = [trace_seed(cfg.seed, name) for name in names]

@@ -25,7 +25,7 @@ from quakeshap.files import write_text
 
 log = logging.getLogger("benchmarks.run_all")
 
-BENCHMARKS = ("spectrograms", "training", "shap", "explainers", "workflow")
+BENCHMARKS = ("spectrograms", "training", "shap", "explainers", "faithfulness", "workflow")
 SUMMARY_FILE = "SUMMARY.md"
 
 

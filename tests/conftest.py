@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.browser import find_chromium
 from tests.raw_fixtures import RawSet, write_raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +44,9 @@ def plots_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]
     facts = write_plot_inputs(root, np.random.default_rng(20161030))
     assert run_plots_stage(root) == 0
     return root, facts
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Headless Chromium and its driver (tests/browser.py); skips, or fails in CI, without."""
+    return find_chromium()

@@ -30,7 +30,16 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-STAGES = ("download", "spectrograms", "train", "evaluate", "select", "explain", "plots")
+STAGES = (
+    "download",
+    "spectrograms",
+    "train",
+    "evaluate",
+    "select",
+    "explain",
+    "explainers",
+    "plots",
+)
 
 #: The tiniest demo configuration that still exercises every stage and branch:
 #: two classes in both splits, two folds, one epoch, a handful of SHAP maps.
@@ -50,6 +59,10 @@ TINY_PARAMS: dict[str, Any] = {
     "select.max_misclassified": 1,
     "shap.max_evals": 100,
     "shap.workers": 1,  # in-process: no worker start-up (tests/test_explain.py: parallel)
+    "explainers.per_class": 1,
+    "explainers.configurations": ["partition:inpaint_telea", "partition:0", "deep"],
+    "explainers.max_evals": 100,
+    "explainers.faithfulness": False,
     "spectrogram.workers": 1,
     "plots.dpi": 40,
 }

@@ -26,7 +26,15 @@ import torch
 import yaml
 
 from quakeshap import explain, record
-from quakeshap.artifacts import checkpoint, metrics, predictions, raw, selection, shap_set
+from quakeshap.artifacts import (
+    checkpoint,
+    explainer_comparison,
+    metrics,
+    predictions,
+    raw,
+    selection,
+    shap_set,
+)
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.artifacts.selection import EXAMPLE_GROUP
 from quakeshap.artifacts.spectrograms import REQUIRED_COLUMNS, SpectrogramSet
@@ -37,6 +45,7 @@ from quakeshap.evaluation import (
     predictions_table,
     weekly_accuracy,
 )
+from quakeshap.explain import compare
 from quakeshap.model import CNN2D, ModelConfig
 from quakeshap.record import CLASS_NAMES, P_ARRIVAL_S, SAMPLING_RATE_HZ, TRACE_SAMPLES
 from quakeshap.selection import select_traces
@@ -312,6 +321,29 @@ def make_shap_maps(
     return explain.ShapMaps(values, index, seconds=0.0)
 
 
+def make_explainer_comparison(
+    rng: np.random.Generator, maps: explain.ShapMaps, sset: SpectrogramSet, params: Any
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ``explainers`` stage's table and metrics, with ``maps`` (:func:`make_shap_maps`)
+    read as two configurations: as they are (``partition:inpaint_telea``) and with broad
+    noise added (``deep``), scored against a made-up ground truth, the rows of the maps'
+    block (31.25-42.1875 Hz)."""
+    cfg = dataclasses.replace(params.explainers, configurations=("partition:inpaint_telea", "deep"))
+    runs = compare.configurations(cfg, params.shap)
+    noise = rng.normal(0, 5e-3, maps.values.shape).astype(np.float32)
+    noisy = dataclasses.replace(maps, values=maps.values + noise)
+    truth = compare.TruthBand(float(sset.frequency_hz[20]), float(sset.frequency_hz[27]))
+    _, p_arrival_s = explain.image_timing(sset.axes)
+    table = pd.concat(
+        [
+            compare.score_maps(m, sset.frequency_hz, sset.time_s, run, truth, p_arrival_s)
+            for m, run in zip((maps, noisy), runs, strict=True)
+        ],
+        ignore_index=True,
+    )
+    return table, compare.summarize(table, truth)
+
+
 def write_shap(root: Path, shaps: shap_set.ShapSet) -> Path:
     """The SHAP set at its project path under ``root``."""
     folder = root / shap_set.PATH
@@ -369,8 +401,8 @@ def write_plot_inputs(
 
     ``params.yaml`` is the repository's with ``plots.dpi = dpi``. Returns facts the tests
     check against: ``example`` (the single-trace figure's trace), ``examples`` and
-    ``misclassified`` (trace names), ``weeks`` (of the weekly maps), ``n_maps`` and
-    ``accuracy`` (of the test split).
+    ``misclassified`` (trace names), ``weeks`` (of the weekly maps), ``n_maps``,
+    ``accuracy`` (of the test split) and ``configurations`` (of the explainers compared).
     """
     params = load_params(write_params(root, plots={"dpi": dpi}))
     catalogue = attribute_table(rng, n_per_class)
@@ -395,6 +427,9 @@ def write_plot_inputs(
     shaps = explain.aggregate(maps, duration_s, p_arrival_s)
     write_shap(root, shaps)
 
+    comparison, comparison_metrics = make_explainer_comparison(rng, maps, sset, params)
+    explainer_comparison.write(root / explainer_comparison.PATH, comparison)
+
     evaluated = classification_metrics(scored)
     stage_metrics = {
         "train": {"chosen_fold": 1, "best_val_accuracy": 0.9},
@@ -402,6 +437,7 @@ def write_plot_inputs(
         "explain": explain.summarize(
             maps, sset.frequency_hz, sset.time_s, params.shap, duration_s, p_arrival_s
         ),
+        "explainers": comparison_metrics,
     }
     write_reports(root, make_history(), make_rejected(), stage_metrics)
     examples = chosen.loc[chosen["group"] == EXAMPLE_GROUP, "trace_name"].tolist()
@@ -412,6 +448,7 @@ def write_plot_inputs(
         "weeks": shaps.weekly["week"].tolist(),
         "n_maps": len(shaps.index),
         "accuracy": evaluated["accuracy"],
+        "configurations": comparison_metrics["configurations"],
     }
 
 

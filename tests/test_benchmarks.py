@@ -418,6 +418,18 @@ def test_explainers_benchmark_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_faithfulness_benchmark_smoke(tmp_path):
+    result = _run_smoke("faithfulness", tmp_path)
+    details = result["details"]
+    # one trace per class whose map enters the class mean: 1 or 2 with the smoke's weak model
+    assert details["n_traces"] == 2 and details["n_cascaded"] in (1, 2)
+    assert len(details["shap_seconds_per_trace"]) == len(details["faithfulness_seconds_per_trace"])
+    check = result["checks"][0]
+    assert check["name"] == "faithfulness_fraction_of_shap" and check["value"] > 0
+    assert result["ratio"] == pytest.approx(1 / check["value"])
+
+
+@pytest.mark.slow
 def test_workflow_benchmark_smoke(tmp_path):
     result = _run_smoke("workflow", tmp_path)
     stage_seconds = result["details"]["stage_seconds"]

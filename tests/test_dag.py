@@ -177,6 +177,7 @@ def test_dag_order():
         "evaluate",
         "select",
         "explain",
+        "explainers",
         "plots",
     ]
 

@@ -148,9 +148,10 @@ def test_second_repro_does_nothing(work):
     [
         ({"plots.dpi": 30}, ["plots"]),
         ({"shap.max_evals": 120}, ["explain", "plots"]),
-        ({"train.lr": 0.0005}, ["train", "evaluate", "select", "explain", "plots"]),
+        ({"explainers.max_evals": 120}, ["explainers", "plots"]),
+        ({"train.lr": 0.0005}, ["train", "evaluate", "select", "explain", "explainers", "plots"]),
     ],
-    ids=["plots", "shap", "train"],
+    ids=["plots", "shap", "explainers", "train"],
 )
 def test_a_parameter_reruns_its_stage_and_those_after_it(work, change, expected):
     work.set_params(change)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from quakeshap import files, plots, record
-from quakeshap.artifacts import metrics, raw, shap_set
+from quakeshap.artifacts import explainer_comparison, metrics, raw, shap_set
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import ConfigError, PlotsConfig
 from quakeshap.plots import PlotInputError, figures
@@ -59,6 +59,7 @@ def test_stage_writes_every_figure_with_stable_names(plots_project):
         "shap_mean_p_aligned.png",
         "shap_mean_s_aligned.png",
         "shap_weekly.png",
+        "explainer_comparison.png",
         "confusion_matrix.png",
         "training_curves.png",
         *explained,
@@ -99,8 +100,9 @@ def test_stage_is_byte_identical_across_runs(plots_project, tmp_path):
         (spectrogram_set.PATH / spectrogram_set.AXES_FILE, spectrogram_set.AXES_FILE),
         (record.hdf5_path(raw.PATH, STATION, "pre"), record.hdf5_path("", STATION, "pre").name),
         (metrics.HISTORY_PATH, str(metrics.HISTORY_PATH)),
+        (explainer_comparison.PATH, str(explainer_comparison.PATH)),
     ],
-    ids=["weekly", "explain-metrics", "axes", "waveforms", "history"],
+    ids=["weekly", "explain-metrics", "axes", "waveforms", "history", "explainers"],
 )
 def test_missing_input_is_a_clear_error_and_writes_nothing(
     plots_project, tmp_path, caplog, remove, named
@@ -388,3 +390,26 @@ def test_same_figure_renders_to_identical_bytes(rng, tmp_path):
         paths.append(tmp_path / f"{k}.png")
         files.save_figure(fig, paths[-1], dpi=40)
     assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_explainer_figure_draws_every_configuration_against_a_uniform_map(plots_project):
+    root, facts = plots_project
+    table = explainer_comparison.load(root / explainer_comparison.PATH)
+    fig = Figure(figsize=(8, 3))
+    ax = fig.add_subplot()
+    regions = plots.plot_explainer_fractions(ax, table, "post")
+    drawn = table[
+        (table["class_name"] == "post") & (table["measure"] != explainer_comparison.WINDOW)
+    ]
+    assert regions == list(dict.fromkeys(drawn["region"]))
+    truth = drawn["measure"] == explainer_comparison.TRUTH
+    assert regions[-1] == drawn.loc[truth, "region"].iloc[0]
+    # one bar per (configuration, region), as high as the table's value
+    heights = [bar.get_height() for bars in ax.containers for bar in bars]
+    assert len(heights) == len(facts["configurations"]) * len(regions)
+    np.testing.assert_allclose(sorted(heights), sorted(drawn["value"]))
+    # one line per region at the uniform map's share
+    (lines,) = ax.collections
+    levels = [seg[0][1] for seg in lines.get_segments()]
+    np.testing.assert_allclose(levels, drawn.drop_duplicates("region")["uniform"])
+    assert "(truth)" in ax.get_xticklabels()[-1].get_text()

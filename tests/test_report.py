@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import base64
 import io as stdio
-import os
 import re
-import shutil
 from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from quakeshap import record, report
+from quakeshap import published, record, report
+from tests.browser import view_page
 
 
 class _Tags(HTMLParser):
@@ -131,10 +130,13 @@ def test_report_shows_parameters_data_and_metrics(inputs):
         r"<tr>(.*?)</tr>", page.split("<h3>band_fraction</h3>")[1].split("</table>")[0]
     )
     cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in rows]
+    # ... with the study's published fractions (of the real record) beside the run's
+    pre, post = published.BAND_FRACTION["pre"], published.BAND_FRACTION["post"]
+    study = ["pre (study)", "post (study)", "band_share (study)"]
     assert cells == [
-        ["band_fraction", "pre", "post", "band_share"],
-        ["0_10hz", "0.05", "0.07", "0.2"],
-        ["30_40hz", "0.61", "0.52", "0.3"],
+        ["band_fraction", "pre", "post", "band_share", *study],
+        ["0_10hz", "0.05", "0.07", "0.2", str(pre["0_10hz"]), str(post["0_10hz"]), "0.21"],
+        ["30_40hz", "0.61", "0.52", "0.3", str(pre["30_40hz"]), str(post["30_40hz"]), "0.18"],
     ]
     assert "band_share." not in text  # not repeated as loose scalars
 
@@ -209,71 +211,62 @@ def test_stage_report_holds_every_figure_and_key_metrics(plots_project):
     assert "band_fraction" in text and "plots.cmap" in text
 
 
+def _section_rows(page: str, anchor: str) -> list[list[str]]:
+    """The cells of every row of the first table in section ``anchor``."""
+    body = page.split(f'<section id="{anchor}">')[1].split("</section>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body.split("</table>")[0])
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in rows]
+
+
+def test_stage_report_compares_the_explainers(plots_project):
+    from quakeshap.artifacts import explainer_comparison
+
+    root, facts = plots_project
+    page = (root / report.REPORT_FILE).read_text()
+    assert '<a href="#explainers">' in page
+    table = explainer_comparison.load(root / explainer_comparison.PATH)
+    header, *rows = _section_rows(page, "explainers")
+    truth = table[table["measure"] == explainer_comparison.TRUTH]
+    assert header[:5] == ["class", "configuration", "maps", f"{truth['region'].iloc[0]} (truth)",
+                          "× uniform"]  # fmt: skip
+    # per class: what a uniform map gives, then every configuration in the table's order
+    first = "uniform map (random order)"
+    expected = [(c, n) for c in record.CLASS_NAMES for n in [first, *facts["configurations"]]]
+    assert [(r[0], r[1]) for r in rows] == expected
+    for row in rows:
+        mine = truth[(truth["class_name"] == row[0])]
+        if row[1] == first:
+            assert float(row[3]) == pytest.approx(mine["uniform"].iloc[0], abs=5e-4)
+            continue
+        value = mine[mine["configuration"] == row[1]]
+        assert float(row[3]) == pytest.approx(value["value"].iloc[0], abs=5e-4)
+        assert float(row[4]) == pytest.approx(value["ratio"].iloc[0], abs=5e-3)
+    assert "Ground truth:" in page
+
+
+def test_report_without_a_comparison_says_so(inputs):
+    page = report.render_report(**inputs)
+    assert '<section id="explainers">' in page and "dvc repro explainers" in page
+
+
 # --------------------------------------------------------------------------------------
 # the real browser
 # --------------------------------------------------------------------------------------
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> tuple[str, str]:
-    """Paths of Chromium and its driver; skip (fail in CI) when they are not installed."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    reason = (
-        "headless Chromium not found (install the Debian packages chromium and "
-        "chromium-driver); the report's browser test did not run"
-    )
-    if os.environ.get("QUAKESHAP_REQUIRE_BROWSER") == "1":
-        pytest.fail(reason + ", and QUAKESHAP_REQUIRE_BROWSER=1 makes it mandatory")
-    pytest.skip(reason)
 
 
 @pytest.mark.browser
 def test_report_loads_in_headless_chromium(chromium, plots_project, tmp_path):
     # `chromium` comes first: without a browser the test skips before building the project
-    chromium_path, driver_path = chromium
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     root, _ = plots_project
-    page = (root / report.REPORT_FILE).resolve()
     n_figures = len(list((root / report.FIGURES_DIR).iterdir()))
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium_path
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    try:
-        browser.get(page.as_uri())
-        assert browser.title.startswith("quakeshap")
-        images = browser.execute_script(
-            "return Array.from(document.images).map("
-            "i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}));"
-        )
-        assert len(images) == n_figures
-        broken = [i["alt"] for i in images if not (i["complete"] and i["width"] > 0)]
-        assert not broken, f"images that did not load: {broken}"
-        fetched = browser.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name)"
-            ".filter(n => !n.startsWith('data:'));"
-        )
-        assert fetched == [], f"the page fetched {fetched}"
-        errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-        assert not errors, errors
-    finally:
-        browser.quit()
+    view = view_page(chromium, root / report.REPORT_FILE, tmp_path / "profile")
+    assert view.title.startswith("quakeshap")
+    assert len(view.images) == n_figures
+    broken = [i["alt"] for i in view.images if not (i["complete"] and i["width"] > 0)]
+    assert not broken, f"images that did not load: {broken}"
+    assert view.fetched == [], f"the page fetched {view.fetched}"
+    assert not view.errors, view.errors
+    # the explainers compared: the figure and the table with the ground-truth columns
+    assert "Every explainer on the same traces" in [i["alt"] for i in view.images]
+    assert "× uniform" in view.headers
+    assert [h for h in view.headers if h.endswith("(truth)")], view.headers

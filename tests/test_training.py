@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from quakeshap import training
+from quakeshap import record, training
 from quakeshap.artifacts import checkpoint, metrics
 from quakeshap.config import TrainConfig
 from quakeshap.model import DeviceError, model_from_checkpoint
@@ -23,6 +23,7 @@ from quakeshap.training_data import (
     kfold_indices,
     normalised_tensor,
     train_test_split,
+    training_labels,
 )
 from tests.fixtures import make_spectrogram_set, write_params, write_spectrogram_set
 
@@ -321,6 +322,62 @@ def test_two_runs_give_identical_weights_metrics_and_files(rng, tmp_path):
     c = train_model(sset, small_cfg(max_epochs=2, patience=2, seed=8))
     weights_a, weights_c = a.model["state_dict"], c.model["state_dict"]
     assert any(not torch.equal(weights_a[k], weights_c[k]) for k in weights_a)
+
+
+def test_shuffling_permutes_only_the_train_labels_and_is_seeded():
+    labels = np.array([0] * 30 + [1] * 20)
+    train = np.arange(0, 50, 2)  # every other row trains, the others test
+    assert training_labels(labels, train, False, np.random.default_rng(0)) is labels
+    shuffled = training_labels(labels, train, True, np.random.default_rng(0))
+    test = np.setdiff1d(np.arange(50), train)
+    np.testing.assert_array_equal(shuffled[test], labels[test])
+    assert sorted(shuffled[train]) == sorted(labels[train])  # the class counts stay
+    assert not np.array_equal(shuffled[train], labels[train])
+    np.testing.assert_array_equal(
+        training_labels(labels, train, True, np.random.default_rng(0)), shuffled
+    )
+    other = training_labels(labels, train, True, np.random.default_rng(1))
+    assert not np.array_equal(other, shuffled)
+    assert labels.tolist() == [0] * 30 + [1] * 20  # not in place
+
+
+def _varied_set(rng: np.random.Generator, n_per_class: int):
+    """The separable toy set, each image given its own spectral slope and time envelope
+    (larger than the class difference), as spectrograms differ in magnitude and distance."""
+    sset = make_spectrogram_set(rng, n_per_class, n_per_class, test_fraction=0.5, separation=0.15)
+    x = sset.as_float().astype(np.float64)
+    n, _, height, width = x.shape
+    slope = rng.normal(0, 0.25, (n, 1, 1, 1)) * np.linspace(-1, 1, height)[None, None, :, None]
+    envelope = rng.normal(0, 0.25, (n, 1, 1, 1)) * np.linspace(-1, 1, width)[None, None, None, :]
+    sset.images[...] = record.to_uint8(np.clip(x + slope + envelope, 0, 1))
+    return sset
+
+
+def test_shuffled_labels_bring_test_accuracy_to_chance(rng):
+    """The control on a set the model learns perfectly: with its training labels shuffled,
+    the same recipe scores at chance on the true test labels (and says so in its metrics)."""
+    from quakeshap.evaluation import predict_logits
+
+    sset = _varied_set(rng, 160)
+    test = (sset.metadata["split"] == "test").to_numpy()
+    truth = sset.labels()[test]
+
+    def test_accuracy(shuffle: bool, seed: int) -> tuple[float, training.TrainingRun]:
+        cfg = small_cfg(max_epochs=3, patience=3, shuffle_labels=shuffle, seed=seed)
+        run = train_model(sset, cfg)
+        model = model_from_checkpoint(run.model, input_shape=sset.image_shape)
+        predicted = predict_logits(model, sset.images[test], CPU).argmax(axis=1)
+        return float((predicted == truth).mean()), run
+
+    learnt, run = test_accuracy(False, 7)
+    assert learnt >= 0.95 and "shuffle_labels" not in run.metrics
+    # ~160 test traces: one seed's accuracy is 0.5 ± 0.04 (1 s.d.) from sampling alone
+    chance, runs = zip(*(test_accuracy(True, seed) for seed in (7, 8, 9)), strict=True)
+    assert all(abs(a - 0.5) < 0.15 for a in chance), chance
+    assert abs(np.mean(chance) - 0.5) < 0.08, chance
+    run = runs[0]
+    assert run.metrics["shuffle_labels"] is True and run.model["shuffle_labels"] is True
+    assert run.metrics["best_val_accuracy"] < 0.8  # validation folds see shuffled labels
 
 
 def test_training_leaves_the_global_random_state_alone(rng):

@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+import pandas as pd
 import yaml
+
+from quakeshap.record import MAINSHOCK_ORIGIN_UTC, parse_times
 
 T = TypeVar("T")
 
@@ -134,6 +137,37 @@ class DataConfig:
 
 
 # --------------------------------------------------------------------------------------
+# task: what the network learns to tell apart
+# --------------------------------------------------------------------------------------
+
+#: ``task.boundary_time``'s default: the Norcia mainshock (``docs/method.md`` §1)
+MAINSHOCK_ISO = MAINSHOCK_ORIGIN_UTC.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The classes: traces before (``pre``) and after (``post``) ``boundary_time``."""
+
+    #: ISO 8601 time, UTC unless it names its zone; a trace whose ``source_origin_time`` is
+    #: earlier is ``pre``, any other ``post``. The default is the Norcia mainshock; another
+    #: time is the wrong-boundary control (checked against the catalogue's span on reading)
+    boundary_time: str = MAINSHOCK_ISO
+
+    def __post_init__(self) -> None:
+        parsed = parse_times(pd.Series([self.boundary_time]))
+        _check(
+            not parsed.isna().iloc[0],
+            "task.boundary_time",
+            f"{self.boundary_time!r} is not an ISO 8601 time such as {MAINSHOCK_ISO!r}",
+        )
+
+    @property
+    def boundary_utc(self) -> pd.Timestamp:
+        """``boundary_time`` as a UTC timestamp."""
+        return parse_times(pd.Series([self.boundary_time])).iloc[0]
+
+
+# --------------------------------------------------------------------------------------
 # spectrogram + split
 # --------------------------------------------------------------------------------------
 
@@ -193,6 +227,11 @@ class SpectrogramConfig:
     #: the stage fails when more than this fraction of listed traces is rejected
     max_rejected_fraction: float = 0.05
     export_png: bool = False
+    #: the time-window ablation: keep only the columns before P, from P to S or after S of
+    #: every image and fill the others as ``window_fill`` says; ``all`` keeps every column
+    window: Literal["all", "before_p", "p_to_s", "after_s"] = "all"
+    #: how the hidden columns are filled: the specifications of ``shap.masker``
+    window_fill: str = "inpaint_telea"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -226,9 +265,19 @@ class SplitConfig:
     by: Literal["trace", "event", "time"] = "trace"
     test_fraction: float = 0.2
     seed: int = 42
+    #: the matched-classes control: drop traces (seeded) until pre and post have the same
+    #: joint histogram of magnitude and S-P time, before the split; none = keep them all
+    match: Literal["none", "magnitude_distance"] = "none"
+    #: bin widths of that histogram: magnitude units, seconds of S-P time
+    match_bins: tuple[float, ...] = (0.2, 0.5)
 
     def __post_init__(self) -> None:
         _check(0 < self.test_fraction < 1, "split.test_fraction", "must be in (0, 1)")
+        _check(
+            len(self.match_bins) == 2 and all(w > 0 for w in self.match_bins),
+            "split.match_bins",
+            f"{list(self.match_bins)} must be two widths > 0: [magnitude, S-P seconds]",
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -252,6 +301,9 @@ class TrainConfig:
     balance: Literal["undersample", "none"] = "undersample"
     #: the study's co-located control: train without traces whose associato != 0
     exclude_colocated: bool = False
+    #: the shuffled-labels control: permute the training labels (seeded), test on the true
+    #: labels; the test accuracy must fall to chance
+    shuffle_labels: bool = False
     dropout: float = 0.1
     #: autocast to bfloat16/float16 on CUDA; ignored on CPU
     mixed_precision: bool = True
@@ -295,10 +347,43 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
+class FaithfulnessConfig:
+    """Do the maps point at what the model uses? (``docs/method.md`` §10)."""
+
+    #: compute the checks in the ``explain`` stage (numbers in ``explain.json``)
+    enabled: bool = True
+    #: deletion/insertion curves: the (frequency, time) cells go in this many equal steps
+    n_steps: int = 20
+    #: seeded random removal orders per trace: the baseline the gaps are measured against
+    random_orders: int = 3
+    #: rank cells by the sum over E, N, Z of the explained class's values (signed) or of
+    #: their magnitudes (absolute)
+    rank_by: Literal["signed", "absolute"] = "signed"
+    #: traces per class re-explained under the model-randomisation cascade (0 = none)
+    randomisation_per_class: int = 1
+    #: partition budget of the cascade's maps (capped at shap.max_evals); None = max_evals
+    randomisation_max_evals: int | None = 500
+
+    def __post_init__(self) -> None:
+        _check(self.n_steps >= 1, "shap.faithfulness.n_steps", "must be >= 1")
+        _check(self.random_orders >= 1, "shap.faithfulness.random_orders", "must be >= 1")
+        _check(
+            self.randomisation_per_class >= 0,
+            "shap.faithfulness.randomisation_per_class",
+            "must be >= 0",
+        )
+        _check(
+            self.randomisation_max_evals is None or self.randomisation_max_evals > 0,
+            "shap.faithfulness.randomisation_max_evals",
+            "must be > 0 (or null = shap.max_evals)",
+        )
+
+
+@dataclass(frozen=True)
 class ShapConfig:
     """SHAP explanations (``docs/method.md`` §5)."""
 
-    explainer: Literal["partition", "deep", "gradient"] = "partition"
+    explainer: Literal["partition", "deep", "gradient", "integrated_gradients"] = "partition"
     #: inpaint_telea | inpaint_ns | blur(k,k) | a constant number
     masker: str = "inpaint_telea"
     max_evals: int = 5000
@@ -311,6 +396,8 @@ class ShapConfig:
     seed: int = 0
     #: tolerated |sum(SHAP) - (f(x) - E[f(x)])|, in logits, for partition
     additivity_tolerance: float = 1e-3
+    #: deletion/insertion curves and the model-randomisation check of the maps
+    faithfulness: FaithfulnessConfig = field(default_factory=FaithfulnessConfig)
 
     def __post_init__(self) -> None:
         _check(self.max_evals > 0, "shap.max_evals", "must be > 0")
@@ -322,6 +409,58 @@ class ShapConfig:
             "must be 'auto' or a positive integer",
         )
         _check(self.additivity_tolerance > 0, "shap.additivity_tolerance", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ExplainersConfig:
+    """Every explainer on the same traces, scored against the demo's ground truth
+    (``docs/method.md`` §9); the other ``shap`` settings are shared with ``explain``."""
+
+    #: the most confidently correct test traces of each class, explained by every configuration
+    per_class: int = 2
+    #: ``partition:<shap.masker>`` or another ``shap.explainer`` (deep, gradient, ...)
+    configurations: tuple[str, ...] = (
+        "partition:inpaint_telea",
+        "partition:inpaint_ns",
+        "partition:blur(8,8)",
+        "partition:0",
+        "deep",
+        "gradient",
+        "integrated_gradients",
+    )
+    #: model evaluations of each partition configuration (the study: 5000)
+    max_evals: int = 1000
+    #: also score every configuration with the shap.faithfulness checks (when those are on)
+    faithfulness: bool = False
+    #: demo only: the ground-truth band is where pre and post differ by >= this share of the most
+    truth_threshold: float = 0.8
+
+    def __post_init__(self) -> None:
+        _check(self.per_class > 0, "explainers.per_class", "must be > 0")
+        _check(self.max_evals > 0, "explainers.max_evals", "must be > 0")
+        _check(0 < self.truth_threshold <= 1, "explainers.truth_threshold", "must be in (0, 1]")
+        _check(len(self.configurations) > 0, "explainers.configurations", "name at least one")
+        twice = sorted({c for c in self.configurations if self.configurations.count(c) > 1})
+        _check(not twice, "explainers.configurations", f"{twice} listed more than once")
+        self.parsed()
+
+    def parsed(self) -> tuple[tuple[str, str | None], ...]:
+        """Each configuration as ``(shap.explainer, shap.masker or None)``; the masker's
+        value is checked by :func:`quakeshap.explain.check_config`."""
+        names = get_args(typing.get_type_hints(ShapConfig)["explainer"])
+        out = []
+        for spec in self.configurations:
+            explainer, colon, masker = spec.partition(":")
+            explainer, masker = explainer.strip(), masker.strip()
+            ok = explainer in names and bool(masker) == (explainer == "partition") == bool(colon)
+            _check(
+                ok,
+                "explainers.configurations",
+                f"{spec!r} is not a configuration; use partition:<masker> (e.g. "
+                f"partition:inpaint_telea) or one of {[n for n in names if n != 'partition']}",
+            )
+            out.append((explainer, masker or None))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -354,11 +493,13 @@ class Params:
     """The whole of ``params.yaml``."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     spectrogram: SpectrogramConfig = field(default_factory=SpectrogramConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     shap: ShapConfig = field(default_factory=ShapConfig)
+    explainers: ExplainersConfig = field(default_factory=ExplainersConfig)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
 
 

@@ -14,16 +14,24 @@ not to a YAML parser, so values are written in Hydra's override grammar: ``null`
 ``true``/``false``, integers, floats with a ``.`` or an exponent, quoted strings (quoted
 always, so that ``"15683047"`` stays a string) and ``[a,b]`` lists.
 
+A *patch* (``profiles/controls/<name>.yaml``, the study's controls) holds only the keys it
+changes. Patches apply on top of a complete configuration: ``params.yaml`` (the demo) or a
+profile (the study), so one control file serves both (:func:`compose`); every key of a
+patch must exist in ``params.yaml``.
+
 Command line::
 
-    python -m quakeshap.profiles profiles/study.yaml [--base params.yaml]
+    python -m quakeshap.profiles [PROFILE] [--patch PATCH ...] [--base params.yaml]
 
-prints the arguments shell-quoted on one line, ready for ``eval``.
+prints the arguments shell-quoted on one line, ready for ``eval``; e.g.
+``python -m quakeshap.profiles profiles/study.yaml --patch profiles/controls/matched.yaml``
+for the matched-classes control of the study.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import shlex
 import sys
@@ -145,6 +153,58 @@ def profile_overrides(profile: Mapping[str, Any], base: Mapping[str, Any]) -> li
     ]
 
 
+def apply_patch(
+    config: Mapping[str, Any], patch: Mapping[str, Any], where: str = ""
+) -> dict[str, Any]:
+    """``config`` with the values of ``patch`` put in; neither argument is changed.
+
+    Parameters
+    ----------
+    config
+        A complete configuration (``params.yaml`` or a profile), parsed.
+    patch
+        Some of its keys, nested the same way (a control's file); may be empty.
+    where
+        Dotted prefix for error messages.
+
+    Raises
+    ------
+    ProfileError
+        For a key of the patch that ``config`` lacks, or a value where ``config`` has a
+        section (or the reverse).
+    """
+    out = copy.deepcopy(dict(config))
+    for key, value in patch.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in out:
+            close = ", ".join(str(k) for k in out)
+            raise ProfileError(f"{dotted} is not in params.yaml (keys here: {close})")
+        if isinstance(out[key], Mapping) != isinstance(value, Mapping):
+            what = "a section" if isinstance(out[key], Mapping) else "a value"
+            raise ProfileError(f"{dotted} is {what} in params.yaml; the patch differs")
+        out[key] = apply_patch(out[key], value, dotted) if isinstance(value, Mapping) else value
+    return out
+
+
+def compose(
+    base: Mapping[str, Any],
+    profile: Mapping[str, Any] | None = None,
+    patches: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The configuration ``profile`` (default ``base``) with ``patches`` applied in order.
+
+    ``profile`` must hold exactly ``base``'s keys (:func:`profile_overrides` says which
+    differ); pass the result to :func:`profile_overrides` with ``base`` for the ``-S``
+    arguments.
+    """
+    if profile is not None:
+        profile_overrides(profile, base)  # the same keys, or a ProfileError naming them
+    config = dict(base if profile is None else profile)
+    for patch in patches:
+        config = apply_patch(config, patch)
+    return config
+
+
 def dvc_set_args(overrides: Sequence[str]) -> list[str]:
     """``["-S", override, ...]``: the arguments of ``dvc exp run`` for ``overrides``."""
     args: list[str] = []
@@ -158,22 +218,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m quakeshap.profiles",
         description="Print the `dvc exp run -S` arguments that apply a parameter profile.",
     )
-    parser.add_argument("profile", help="profile YAML, e.g. profiles/study.yaml")
+    parser.add_argument(
+        "profile", nargs="?", help="profile YAML, e.g. profiles/study.yaml (default: the base)"
+    )
+    parser.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        help="partial profile applied on top, e.g. profiles/controls/matched.yaml (repeatable)",
+    )
     parser.add_argument("--base", default="params.yaml", help="params file (default: %(default)s)")
     args = parser.parse_args(argv)
+    files = [f for f in (args.profile, *args.patch) if f is not None]
+    where = " + ".join(files) or args.base
     try:
-        profile = load_yaml(args.profile)
         base = load_yaml(args.base)
+        profile = None if args.profile is None else load_yaml(args.profile)
+        config = compose(base, profile, [load_yaml(patch) for patch in args.patch])
         try:
-            parse_params(profile)
+            parse_params(config)
         except ConfigError as exc:
-            raise ConfigError(f"{args.profile}: {exc}") from None
-        overrides = profile_overrides(profile, base)
+            raise ConfigError(f"{where}: {exc}") from None
+        overrides = profile_overrides(config, base)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ProfileError as exc:
-        print(f"error: {args.profile}: {exc}", file=sys.stderr)
+        print(f"error: {where}: {exc}", file=sys.stderr)
         return 1
     print(shlex.join(dvc_set_args(overrides)))
     return 0

@@ -7,11 +7,13 @@ split at the 2016-10-30 Norcia mainshock. The spectrogram images carry pixel val
 ``k / 255`` (the study's 8-bit PNG files), and the study's S-aligned mean maps cut an 8 s
 window with S at 4 s (``docs/method.md`` §5). Modules import these names rather than
 retyping the numbers, and the two rules that several modules apply (which maps enter a
-class mean, and the uint8 ↔ [0, 1] scaling) are functions here.
+class mean, and the uint8 ↔ [0, 1] scaling) are functions here, as is the rule that shares
+an image's columns out among the windows before P, from P to S and after S.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,3 +188,40 @@ def s_window_columns(
     """Columns per second and window width of the study's S-aligned cut (96 → 59 columns)."""
     per_s = n_columns / duration_s
     return per_s, int(length_s * per_s)
+
+
+# --------------------------------------------------------------------------------------
+# the three time windows of a trace: before P, from P to S, after S
+# --------------------------------------------------------------------------------------
+
+#: the time windows of an image, in order: ``t < P``, ``P <= t < S``, ``t >= S``
+TIME_WINDOWS: tuple[str, str, str] = ("before_p", "p_to_s", "after_s")
+
+
+def time_window_masks(
+    time_s: np.ndarray,
+    s_times: np.ndarray | Sequence[float],
+    p_times: np.ndarray | Sequence[float] | float = P_ARRIVAL_S,
+) -> np.ndarray:
+    """Which image columns lie in each of :data:`TIME_WINDOWS`, for every trace.
+
+    A column belongs to a window by its time (the centre of its spectrogram window): the
+    three half-open windows ``t < P``, ``P <= t < S`` and ``t >= S`` share out every column.
+
+    Parameters
+    ----------
+    time_s
+        ``(n_time,)`` column times, s from the trace start (the spectrogram set's axis).
+    s_times
+        ``(n,)`` S arrival of each trace, s from the trace start.
+    p_times
+        P arrival(s), s; default 5 s (:data:`P_ARRIVAL_S`) for every trace.
+
+    Returns
+    -------
+    ``(n, 3, n_time)`` bool, windows in :data:`TIME_WINDOWS` order.
+    """
+    t = np.asarray(time_s, dtype=np.float64)[None, :]
+    s = np.asarray(s_times, dtype=np.float64).reshape(-1, 1)
+    p = np.broadcast_to(np.asarray(p_times, dtype=np.float64).reshape(-1, 1), s.shape)
+    return np.stack([t < p, (t >= p) & (t < s), t >= s], axis=1)

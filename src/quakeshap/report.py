@@ -7,8 +7,9 @@ is escaped with :func:`html.escape`.
 
 The page holds, in order: key numbers, the run's parameters (the whole ``params.yaml``),
 the data summary (traces per class, split and ISO week) with the rejected traces, training
-metrics, test metrics, the SHAP metrics (additivity and the band / time-window tables) and
-every figure with a one-line caption saying what to look for.
+metrics, test metrics, the SHAP metrics (additivity and the band / time-window tables), the
+explainers compared on the same traces, and every figure with a one-line caption saying
+what to look for.
 
 Metrics files are rendered generically, so a new key shows up without a change here:
 scalars (and lists of scalars) go into a key–value table with dotted names; a mapping of
@@ -28,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from quakeshap.artifacts import metrics
+from quakeshap import published
+from quakeshap.artifacts import explainer_comparison, metrics
 from quakeshap.record import CLASS_NAMES
 
 #: the ``plots`` stage's outputs: the figures, and the page that embeds them
@@ -134,8 +136,16 @@ def html_table(
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def metrics_html(stage_metrics: Mapping[str, Any], source: str) -> str:
-    """A metrics file as a key–value table plus one matrix table per matrix-like key."""
+def metrics_html(
+    stage_metrics: Mapping[str, Any],
+    source: str,
+    reference: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> str:
+    """A metrics file as a key–value table plus one matrix table per matrix-like key.
+
+    ``reference`` adds columns to the matrix of the same key: ``{matrix key: {column
+    label: {row key: value}}}`` (the study's published fractions beside a run's).
+    """
     if not stage_metrics:
         return f'<p class="note">{html.escape(source)} holds no metrics.</p>'
     matrices = {k: v for k, v in stage_metrics.items() if _is_matrix(v)}
@@ -166,9 +176,9 @@ def metrics_html(stage_metrics: Mapping[str, Any], source: str) -> str:
         if set(columns) <= set(CLASS_NAMES):  # classes in their fixed order: pre, post
             columns = [c for c in CLASS_NAMES if c in value]
         row_keys = list(dict.fromkeys(k for inner in value.values() for k in inner))
-        extra = extra_columns[key]
+        extra = {**extra_columns[key], **(reference or {}).get(key, {})}
         rows = [
-            [r, *(value[c].get(r) for c in columns), *(col[r] for col in extra.values())]
+            [r, *(value[c].get(r) for c in columns), *(col.get(r) for col in extra.values())]
             for r in row_keys
         ]
         header = [key, *columns, *extra]
@@ -250,6 +260,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("training", "Training"),
     ("test", "Test metrics"),
     ("shap", "SHAP"),
+    ("explainers", "Explainers"),
     ("figures", "Figures"),
 )
 
@@ -263,6 +274,8 @@ def render_report(
     evaluate_metrics: Mapping[str, Any],
     explain_metrics: Mapping[str, Any],
     figures: Sequence[ReportFigure],
+    comparison: pd.DataFrame | None = None,
+    explainers_metrics: Mapping[str, Any] | None = None,
     title: str = "quakeshap: what the CNN learned from foreshocks and aftershocks",
 ) -> str:
     """The whole page as a string (deterministic: same inputs, same bytes).
@@ -280,9 +293,12 @@ def render_report(
         Those stages' metrics files (:mod:`quakeshap.artifacts.metrics`).
     figures
         In display order; each is embedded as a PNG ``data:`` URI.
+    comparison, explainers_metrics
+        The ``explainers`` stage's table (:mod:`quakeshap.artifacts.explainer_comparison`)
+        and metrics; None = not computed.
     """
     sections = [
-        _section(
+        section(
             "summary",
             "Key numbers",
             html_table(
@@ -291,34 +307,123 @@ def render_report(
                 css_class="key-numbers",
             ),
         ),
-        _section(
+        section(
             "parameters",
             "Parameters",
             "<details open><summary>The whole <code>params.yaml</code> of this run, one table "
             "per section</summary>" + params_html(params) + "</details>",
         ),
-        _section("data", "Data", _data_html(metadata, rejected)),
-        _section("training", "Training", _stage_metrics_html(train_metrics, "train")),
-        _section("test", "Test metrics", _stage_metrics_html(evaluate_metrics, "evaluate")),
-        _section(
+        section("data", "Data", _data_html(metadata, rejected)),
+        section("training", "Training", _stage_metrics_html(train_metrics, "train")),
+        section("test", "Test metrics", _stage_metrics_html(evaluate_metrics, "evaluate")),
+        section(
             "shap",
             "SHAP explanations",
             '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
             "(before P, P to S, after S), per class, and the additivity check "
-            "|Σ SHAP − (f(x) − E[f(x)])| in logits.</p>"
+            "|Σ SHAP − (f(x) − E[f(x)])| in logits. Columns marked <em>(study)</em> hold "
+            "the same measures of the study's released maps of the real record (300 traces "
+            "per class; <code>quakeshap.published</code>), to compare with at a glance: on "
+            "demo data they show how far the demo is from the real sequence.</p>"
             + _stage_metrics_html(explain_metrics, "explain"),
         ),
-        _section("figures", "Figures", "".join(_figure_html(fig) for fig in figures)),
+        section(
+            "explainers", "Explainers compared", explainers_html(comparison, explainers_metrics)
+        ),
+        section("figures", "Figures", "".join(figure_html(fig) for fig in figures)),
     ]
-    return _page(title, sections)
+    return page(title, sections)
 
 
-def _section(anchor: str, heading: str, body: str) -> str:
+def section(anchor: str, heading: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{heading}</h2>{body}</section>'
 
 
 def _stage_metrics_html(values: Mapping[str, Any], stage: str) -> str:
-    return metrics_html(values, str(metrics.PATHS[stage]))
+    reference = published_columns() if stage == "explain" else None
+    return metrics_html(values, str(metrics.PATHS[stage]), reference)
+
+
+def published_columns() -> dict[str, dict[str, Mapping[str, float]]]:
+    """The study's published numbers (:mod:`quakeshap.published`) as extra columns of the
+    ``explain`` metrics' matrices of the same name, labelled ``<class> (study)``."""
+    columns: dict[str, dict[str, Mapping[str, float]]] = {}
+    for key, per_class in published.BY_METRIC.items():
+        columns[key] = {f"{c} (study)": per_class[c] for c in CLASS_NAMES if c in per_class}
+    columns["band_fraction"]["band_share (study)"] = published.BAND_SHARE
+    return columns
+
+
+def explainers_html(
+    comparison: pd.DataFrame | None, stage_metrics: Mapping[str, Any] | None = None
+) -> str:
+    """The explainers compared on the same traces: per class, one row per configuration
+    (and first what a uniform map gives), one column per region of each measure; the
+    ground-truth band first, with its ratio to the uniform map (``docs/method.md`` §9)."""
+    path = html.escape(str(explainer_comparison.PATH))
+    if comparison is None or comparison.empty:
+        return '<p class="note">Not computed: run <code>dvc repro explainers</code>.</p>'
+    truth = explainer_comparison.TRUTH
+    rank = {m: k for k, m in enumerate(dict.fromkeys((truth, *explainer_comparison.MEASURES)))}
+    columns = sorted(
+        dict.fromkeys(zip(comparison["measure"], comparison["region"], strict=True)),
+        key=lambda pair: rank.get(pair[0], len(rank)),
+    )
+    header = ["class", "configuration", "maps"]
+    for measure, region in columns:
+        if measure == truth:
+            header += [f"{region} (truth)", "× uniform"]
+        else:
+            header.append(
+                f"ρ {region}" if measure == explainer_comparison.RANDOMISATION else region
+            )
+    keyed = comparison.set_index(list(explainer_comparison.KEY_COLUMNS))
+    rows: list[list[Any]] = []
+    for name in CLASS_NAMES:
+        mine = comparison[comparison["class_name"] == name]
+        if mine.empty:
+            continue
+        first = mine["configuration"].iloc[0]
+        uniform = _cells(keyed, (first, name), columns, "uniform")
+        rows.append([name, "uniform map (random order)", "", *uniform])
+        for config, part in mine.groupby("configuration", sort=False):
+            n_maps = int(part["n_maps"].iloc[0])
+            rows.append([name, config, n_maps, *_cells(keyed, (config, name), columns, "value")])
+    note = (
+        '<p class="note">The same test traces (the most confidently correct of each class) '
+        "explained by every configuration: the mean fraction of |SHAP| mass per frequency "
+        "band and time window, and, on demo data, inside the band where the generator makes "
+        "pre and post differ (truth; × uniform &gt; 1 means the explainer finds it). With "
+        "<code>shap.faithfulness</code>: the areas under the deletion curve (lower is "
+        "better) and the insertion curve (higher is better), against random orders in the "
+        "first row, and ρ, the correlation with the maps of the model randomised down to a "
+        f"layer (near 0 is better). From <code>{path}</code>.</p>"
+    )
+    band = (stage_metrics or {}).get("truth_band_hz")
+    if isinstance(band, Mapping):
+        note += (
+            f'<p class="note">Ground truth: {format_value(band.get("lo"))}–'
+            f"{format_value(band.get('hi'))} Hz, "
+            f"{format_value(stage_metrics.get('truth_share'))} of the image rows.</p>"
+        )
+    return note + html_table(header, rows)
+
+
+def _cells(
+    keyed: pd.DataFrame, row: tuple[str, str], columns: Sequence[tuple[str, str]], column: str
+) -> list[Any]:
+    """One row of the explainers' table: ``column`` (``value`` or ``uniform``) of each
+    (measure, region) of the (configuration, class) ``row``, and after the ground truth's
+    its ratio (values only)."""
+    cells: list[Any] = []
+    for measure, region in columns:
+        key = (*row, measure, region)
+        found = key in keyed.index
+        cells.append(round(float(keyed.loc[key, column]), 3) if found else "")
+        if measure == explainer_comparison.TRUTH:
+            ratio = found and column == "value"
+            cells.append(round(float(keyed.loc[key, "ratio"]), 2) if ratio else "")
+    return cells
 
 
 def _data_html(metadata: pd.DataFrame, rejected: pd.DataFrame) -> str:
@@ -351,28 +456,30 @@ def _data_html(metadata: pd.DataFrame, rejected: pd.DataFrame) -> str:
     )
 
 
-def _figure_html(fig: ReportFigure) -> str:
+def figure_html(fig: ReportFigure, directory: Path = FIGURES_DIR) -> str:
+    """A figure embedded as a ``data:`` URI, captioned with the file it was saved as."""
     esc = html.escape
     data = base64.b64encode(fig.png).decode("ascii")
     return (
         f'<figure id="{_figure_id(fig.filename)}">'
         f'<img src="data:image/png;base64,{data}" alt="{esc(fig.title)}">'
         f"<figcaption><strong>{esc(fig.title)}</strong> "
-        f"(<code>{esc(f'{FIGURES_DIR}/{fig.filename}')}</code>): {esc(fig.caption)}"
+        f"(<code>{esc(f'{directory}/{fig.filename}')}</code>): {esc(fig.caption)}"
         "</figcaption></figure>"
     )
 
 
-def _page(title: str, sections: Sequence[str]) -> str:
+def page(title: str, sections: Sequence[str], toc: Sequence[tuple[str, str]] = SECTIONS) -> str:
+    """A self-contained page: inline CSS, a table of contents (anchor, label), sections."""
     esc = html.escape
-    toc = "".join(f'<a href="#{anchor}">{esc(label)}</a>' for anchor, label in SECTIONS)
+    links = "".join(f'<a href="#{anchor}">{esc(label)}</a>' for anchor, label in toc)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
         f"<title>{esc(title)}</title><style>{_CSS}</style></head>"
-        f"<body><main><h1>{esc(title)}</h1><nav>{toc}</nav>"
+        f"<body><main><h1>{esc(title)}</h1><nav>{links}</nav>"
         + "".join(sections)
         + "</main></body></html>\n"
     )

@@ -175,7 +175,7 @@ def pick_examples(
         if pool.empty:
             log.warning("no correctly classified '%s' test trace: no example for that class", name)
             continue
-        best = pool.sort_values(["margin", "trace_name"], ascending=[False, True]).iloc[:1]
+        best = _most_confident(pool, 1)
         margin = float(best["margin"].iloc[0])
         rows.append(
             _rows(
@@ -187,6 +187,34 @@ def pick_examples(
     if not rows:
         return _rows(frame.iloc[:0], EXAMPLE_GROUP, [])
     return pd.concat(rows, ignore_index=True)
+
+
+def _most_confident(pool: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The ``k`` rows of ``pool`` with the largest logit margin, ties by trace name."""
+    return pool.sort_values(["margin", "trace_name"], ascending=[False, True]).iloc[:k]
+
+
+def most_confident_per_class(predictions: pd.DataFrame, per_class: int) -> pd.DataFrame:
+    """The ``per_class`` most confidently correct test traces of each class, as ``class``
+    rows of a selection (:data:`SELECTION_COLUMNS`), most confident first.
+
+    What the ``explainers`` stage explains with every configuration: the traces whose
+    label the model is surest of. A class with fewer correct traces gives all it has
+    (logged).
+    """
+    frame = _check_predictions(predictions)
+    rows = []
+    for name in CLASS_NAMES:
+        best = _most_confident(frame[frame["correct"] & (frame["label"] == name)], per_class)
+        if len(best) < per_class:
+            log.warning(
+                "%d most confidently correct '%s' test traces asked for, %d exist",
+                per_class, name, len(best),
+            )  # fmt: skip
+        reasons = [f"correct '{name}', logit margin {m:.3f}" for m in best["margin"]]
+        rows.append(_rows(best, CLASS_GROUP, reasons))
+    table = pd.concat(rows, ignore_index=True)
+    return table.astype({"week": "int64", "explain_both": bool})
 
 
 def _unknown_example_message(

@@ -49,10 +49,11 @@ from scipy import signal
 from quakeshap import waveforms as wf
 from quakeshap.artifacts import metrics
 from quakeshap.artifacts import spectrograms as spectrogram_set
+from quakeshap.catalog import prepare_catalog
 from quakeshap.config import Params, SpectrogramConfig, resolve_workers
 from quakeshap.files import remove_outputs
+from quakeshap.masking import fill_outside_columns
 from quakeshap.record import to_uint8
-from quakeshap.splits import assign_split, associato_ids, read_similar_traces
 
 log = logging.getLogger(__name__)
 
@@ -432,13 +433,15 @@ def build_spectrogram_set(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``spectrograms`` stage's work: ``data/raw/`` → the spectrogram set in ``out``.
 
-    Reads the catalogue of the stations in ``spectrogram.stations``, assigns the train/test
-    split (``split``) and the co-located groups, streams the waveforms chunk by chunk
-    through the optional preprocessing and the study's spectrogram, and writes the set
+    Reads the catalogue of the stations in ``spectrogram.stations`` and prepares it
+    (:func:`quakeshap.catalog.prepare_catalog`: classes, matched classes, the train/test
+    split, the co-located groups, the time window), streams the waveforms chunk by chunk
+    through the optional preprocessing and the study's spectrogram, fills the columns
+    outside the time window (``spectrogram.window``), and writes the set
     (:mod:`quakeshap.artifacts.spectrograms`) and the rejected traces (``rejected_csv``).
     Fails (:class:`~quakeshap.artifacts.raw.WaveformError`) when more than
-    ``spectrogram.max_rejected_fraction`` of the listed traces are rejected; nothing is
-    left half-written.
+    ``spectrogram.max_rejected_fraction`` of the listed traces are rejected for defects of
+    the data (rows a control leaves out do not count); nothing is left half-written.
 
     Returns
     -------
@@ -446,10 +449,9 @@ def build_spectrogram_set(
     """
     cfg = params.spectrogram
     remove_outputs(out, rejected_csv)  # a failed run leaves nothing stale behind
-    catalog = wf.read_catalog(raw, cfg.stations)
-    similar = read_similar_traces(raw, cfg.stations)
-    catalog["split"] = assign_split(catalog, params.split)
-    catalog["associato"] = associato_ids(catalog["trace_name"], similar)
+    frequency_hz, time_s = spectrogram_axes(cfg)
+    prepared = prepare_catalog(params, raw, time_s)
+    catalog = prepared.catalog
     workers = resolve_workers(cfg.workers)
     log.info(
         "%d traces listed for %s; %d worker thread(s)",
@@ -457,7 +459,6 @@ def build_spectrogram_set(
         ", ".join(cfg.stations),
         workers,
     )
-    frequency_hz, time_s = spectrogram_axes(cfg)
     image_shape = (3, len(frequency_hz), len(time_s))
     names = catalog["trace_name"].to_numpy()
     kept: list[np.ndarray] = []
@@ -466,19 +467,25 @@ def build_spectrogram_set(
     with spectrogram_set.writing(
         out, image_shape, QUANTIZED_DTYPES[cfg.quantization], len(catalog)
     ) as writer:
-        skip = wf.row_rejections(catalog)
-        for chunk in stream_images(catalog, raw, cfg, skip=skip, workers=workers):
+        for chunk in stream_images(catalog, raw, cfg, skip=prepared.skip, workers=workers):
             rejected.update(chunk.rejected)
-            writer.append(chunk.images)
+            images = chunk.images
+            if prepared.keep_columns is not None:
+                columns = prepared.keep_columns[chunk.rows]
+                images = fill_outside_columns(images, columns, prepared.window_fill)
+            writer.append(images)
             kept.append(chunk.rows)
             if cfg.export_png:
-                for row, image in zip(chunk.rows, chunk.images, strict=True):
+                for row, image in zip(chunk.rows, images, strict=True):
                     save_png(image, writer.png_dir / f"{names[row]}.png")
         rows = np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
         rejections = wf.rejection_table(catalog, rejected)
         for row in rejections.itertuples():
             log.debug("rejected %s (%s): %s", row.trace_name, row.file, row.reason)
-        wf.check_rejections(rejections, len(catalog), cfg.max_rejected_fraction, raw)
+        defects = {p: r for p, r in rejected.items() if p not in prepared.controls}
+        wf.check_rejections(
+            wf.rejection_table(catalog, defects), len(catalog), cfg.max_rejected_fraction, raw
+        )
         metadata = wf.metadata_table(catalog.iloc[rows], cfg.sampling_rate_hz)
         writer.finish(metadata, spectrogram_set.axes_record(cfg, frequency_hz, time_s))
         metrics.write_rejected(rejected_csv, rejections)

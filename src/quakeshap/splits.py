@@ -3,7 +3,8 @@
 The train/test split (``split``: by trace as the study did, by event, or by time) is
 assigned to every listed trace before any is rejected, as the study did
 (``docs/method.md`` §2); the co-located groups (``associato``) come from the record's
-similar-traces table.
+similar-traces table. The matched-classes control (``split.match``) drops traces before
+the split, so that both classes have the same joint histogram of magnitude and S-P time.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import pandas as pd
 
 from quakeshap.artifacts.raw import WaveformError
 from quakeshap.config import SplitConfig
-from quakeshap.record import parse_times, similar_traces_path
+from quakeshap.record import CLASS_NAMES, parse_times, similar_traces_path
 from quakeshap.unpickle import load_similar_traces
 
 log = logging.getLogger(__name__)
+
+#: the stream of ``split.seed`` the matched-classes control draws from
+MATCH_STREAM = 1
 
 
 def associato_ids(trace_names: pd.Series, similar: pd.DataFrame | None) -> np.ndarray:
@@ -102,3 +106,67 @@ def assign_split(catalog: pd.DataFrame, cfg: SplitConfig) -> np.ndarray:
         test = order[n - n_test :]
     split[test] = "test"
     return split
+
+
+#: why a trace dropped by the matched-classes control is left out (``rejected.csv``)
+UNMATCHED_REASON = (
+    "unmatched: split.match = {match} keeps {kept} of the {n} '{label}' traces of its "
+    "(magnitude, S-P) bin"
+)
+
+
+def match_bins(catalog: pd.DataFrame, widths: Sequence[float]) -> np.ndarray:
+    """The (magnitude, S-P time) histogram bin of every row, ``(n, 2)`` int64.
+
+    Bin ``k`` of width ``w`` holds the values ``k·w <= x < (k + 1)·w`` (up to 1e-9 of a
+    bin, so that a magnitude of 0.6 in bins of 0.2 falls in bin 3, as it reads). Rows
+    without a ``source_magnitude`` or a ``p_s_diff_sec`` get bin -2**62 (no bin).
+    """
+    values = catalog[["source_magnitude", "p_s_diff_sec"]].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bins = np.floor(values / np.asarray(widths, dtype=np.float64) + 1e-9)
+    return np.where(np.isfinite(bins), bins, -(2**62)).astype(np.int64)
+
+
+def match_classes(catalog: pd.DataFrame, cfg: SplitConfig, eligible: np.ndarray) -> dict[int, str]:
+    """The rows the matched-classes control drops, with their reason.
+
+    In every (magnitude, S-P) bin (:func:`match_bins`, widths ``split.match_bins``), the
+    larger class is cut at random (seeded by ``split.seed``) to the size of the smaller
+    one; rows that cannot be binned are dropped. Afterwards ``pre`` and ``post`` have the
+    same joint histogram, so neither magnitude nor distance (S-P time) tells them apart.
+
+    Parameters
+    ----------
+    catalog
+        ``label``, ``source_magnitude`` and ``p_s_diff_sec`` of every row.
+    cfg
+        ``split``; with ``match = "none"`` nothing is dropped.
+    eligible
+        ``(n,)`` bool: the rows to match; the others (already rejected) are left alone.
+
+    Returns
+    -------
+    ``{catalogue position: reason}`` of the dropped rows.
+    """
+    if cfg.match == "none":
+        return {}
+    eligible = np.asarray(eligible, dtype=bool)
+    bins = match_bins(catalog, cfg.match_bins)
+    binned = eligible & (bins != -(2**62)).all(axis=1)
+    labels = catalog["label"].to_numpy()
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, MATCH_STREAM]))
+    dropped: dict[int, str] = {}
+    cells, cell_of = np.unique(bins[binned], axis=0, return_inverse=True)
+    rows = np.flatnonzero(binned)
+    for cell in range(len(cells)):
+        members = rows[cell_of.ravel() == cell]
+        by_class = [members[labels[members] == name] for name in CLASS_NAMES]
+        n_keep = min(len(part) for part in by_class)
+        for name, part in zip(CLASS_NAMES, by_class, strict=True):
+            chosen = rng.choice(part, size=n_keep, replace=False) if n_keep else part[:0]
+            reason = UNMATCHED_REASON.format(match=cfg.match, kept=n_keep, n=len(part), label=name)
+            dropped.update(dict.fromkeys(part[~np.isin(part, chosen)].tolist(), reason))
+    for row in np.flatnonzero(eligible & ~binned):
+        dropped[int(row)] = "unmatched: no source_magnitude or p_s_diff_sec to bin by"
+    return dropped

@@ -6,7 +6,10 @@ The recipe, each step a parameter of ``train`` in ``params.yaml``:
    test split is held out. With ``exclude_colocated`` (the study's co-located control) every
    trace of a co-located group (``associato != 0``) leaves the train split and joins the
    test split. The study reported this variant as "3434 train / 1265 test": 3434 is the size
-   of the *balanced* train set, 1265 the test split plus the moved traces.
+   of the *balanced* train set, 1265 the test split plus the moved traces. With
+   ``shuffle_labels`` (the shuffled-labels control) the labels of the balanced train set
+   (step 3) are permuted at random (seeded) among its traces; the test set keeps its true
+   labels.
 2. **Normalisation.** Per-channel mean and (population) standard deviation of the pixel
    values in [0, 1] over the whole effective train split, before balancing: the study's
    "train split" statistics. They are computed once and shared by all folds (so each
@@ -60,6 +63,7 @@ from quakeshap.training_data import (
     kfold_indices,
     normalised_tensor,
     train_test_split,
+    training_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -421,6 +425,8 @@ def train_model(
     train_labels = labels_all[split.train]
     balance_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0]))
     balanced = split.train[balance_classes(train_labels, cfg.balance, balance_rng)]
+    shuffle_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
+    labels_all = training_labels(labels_all, balanced, cfg.shuffle_labels, shuffle_rng)
     mean, std = channel_statistics(data.images[split.train])
     _log_split(split, train_labels, len(balanced), cfg.exclude_colocated, device)
     started = time.perf_counter()
@@ -440,8 +446,12 @@ def train_model(
         "test_traces": names[split.test].tolist(),
         "exclude_colocated": cfg.exclude_colocated,
     }
+    if cfg.shuffle_labels:  # recorded only when on: the default outputs stay as they were
+        traces["shuffle_labels"] = True
     model = _fold_checkpoint(cv.model_config, cv.best_fold, normalization, traces)
     metrics = _run_metrics(split, len(balanced), cv, normalization, epochs)
+    if cfg.shuffle_labels:
+        metrics["shuffle_labels"] = True
     return TrainingRun(
         model=model,
         folds={f.fold: _fold_checkpoint(cv.model_config, f, normalization, {}) for f in cv.folds},

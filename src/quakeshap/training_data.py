@@ -6,6 +6,7 @@
 - :func:`channel_statistics` and :func:`normalised_tensor`: the per-channel normalisation
   of the train split's pixel values;
 - :func:`balance_classes`: the seeded undersampling of the larger class;
+- :func:`training_labels`: the labels trained on, shuffled by the shuffled-labels control;
 - :func:`kfold_indices`: the seeded cross-validation folds.
 """
 
@@ -65,6 +66,37 @@ def train_test_split(metadata: pd.DataFrame, exclude_colocated: bool) -> TrainTe
         test=np.flatnonzero(~is_train).astype(np.int64),
         n_colocated_moved=moved,
     )
+
+
+def training_labels(
+    labels: np.ndarray, rows: np.ndarray, shuffle: bool, rng: np.random.Generator
+) -> np.ndarray:
+    """The class of every row as training sees it.
+
+    Parameters
+    ----------
+    labels
+        ``(n,)`` class indices of every row of the spectrogram set (the true classes).
+    rows
+        Row indices of the traces trained on (the balanced train set).
+    shuffle
+        ``train.shuffle_labels``: the shuffled-labels control. The labels of ``rows`` are
+        permuted among themselves at random, so the class counts stay and the link between
+        an image and its class is gone. Every other row keeps its true label: the model is
+        tested on the true classes and should score at chance.
+    rng
+        Source of the permutation (used only when ``shuffle``).
+
+    Returns
+    -------
+    ``(n,)``: ``labels`` itself when not ``shuffle``, else a shuffled copy.
+    """
+    if not shuffle:
+        return labels
+    rows = np.asarray(rows, dtype=np.int64)
+    out = labels.copy()
+    out[rows] = labels[rows][rng.permutation(len(rows))]
+    return out
 
 
 def channel_statistics(images: np.ndarray, chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,9 @@ module                      artefact                                     written
                             ``rejected.csv``
 ==========================  ===========================================  ==============
 
+:mod:`.explainer_comparison` owns ``reports/explainers/comparison.csv``, written by
+``explainers``.
+
 This module holds what they share: the error type and the checked readers of a CSV table
 and of a JSON object.
 """

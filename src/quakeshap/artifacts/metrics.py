@@ -1,7 +1,7 @@
 """The stages' reports: ``reports/metrics/<stage>.json``, the training history and the
 rejected traces.
 
-``reports/metrics/{train,evaluate,select,explain}.json``
+``reports/metrics/{train,evaluate,select,explain,explainers}.json``
     One JSON object per stage (DVC metrics: sorted keys, no timings, stable bytes).
 ``reports/train/history.csv``
     One row per (fold, epoch): :data:`HISTORY_COLUMNS` (a DVC plot).
@@ -22,7 +22,7 @@ from quakeshap.files import write_csv, write_json
 #: the folder of the metrics files
 FOLDER = Path("reports/metrics")
 #: the stages that write a metrics file, in DAG order
-STAGES: tuple[str, ...] = ("train", "evaluate", "select", "explain")
+STAGES: tuple[str, ...] = ("train", "evaluate", "select", "explain", "explainers")
 #: ``reports/metrics/<stage>.json`` of each of them
 PATHS: dict[str, Path] = {stage: FOLDER / f"{stage}.json" for stage in STAGES}
 

@@ -14,7 +14,7 @@ read by every later stage.
 ``axes.json``
     ``frequency_hz`` (33 values), ``time_s`` (96 values, centre of each window from the
     start of the trace), ``quantization``, and the spectrogram parameters used
-    (:func:`axes_record`).
+    (:func:`axes_record`), with the time window kept when it is not the whole image.
 ``png/``
     Only with ``spectrogram.export_png``: one study-style PNG per image.
 """
@@ -105,8 +105,13 @@ class SpectrogramSet:
 def axes_record(
     cfg: SpectrogramConfig, frequency_hz: np.ndarray, time_s: np.ndarray
 ) -> dict[str, Any]:
-    """``axes.json``: the image axes and every spectrogram parameter that made them."""
-    return {
+    """``axes.json``: the image axes and every spectrogram parameter that made them.
+
+    With a time-window ablation (``spectrogram.window`` other than ``all``) the record also
+    holds ``time_window`` and ``time_window_fill``; without one it holds neither, as
+    before the ablations existed.
+    """
+    record = {
         "frequency_hz": frequency_hz,
         "time_s": time_s,
         "quantization": cfg.quantization,
@@ -121,6 +126,9 @@ def axes_record(
         "p_arrival_s": P_ARRIVAL_S,
         "preprocess": to_dict(cfg.preprocess),
     }
+    if cfg.window != "all":
+        record.update(time_window=cfg.window, time_window_fill=cfg.window_fill)
+    return record
 
 
 class SetWriter:

@@ -3,7 +3,9 @@
 The label lives in Q only (:mod:`quakeshap.demo.physics`): pre and post versions of the
 same event differ in log power by an amount that grows with frequency and travel time,
 until the signal sinks into the noise. :func:`discriminative_band_hz` finds the band where
-that difference is largest; ``tests/test_explain.py`` tests the explainers against it.
+that difference is largest; the ``explainers`` stage (:mod:`quakeshap.explain.compare`)
+scores every explainer against it, and ``tests/test_compare_explainers.py`` fixes what it
+finds.
 """
 
 from __future__ import annotations

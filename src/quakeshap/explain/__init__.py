@@ -41,15 +41,37 @@ per channel, attributions ``grad · (x − b)`` are identical to those with resp
 Carlo estimate (``GRADIENT_SAMPLES`` samples per trace), so their additivity error is
 recorded but does not fail the stage (only the partition explainer's does).
 
+Integrated gradients (``integrated_gradients``)
+-----------------------------------------------
+Captum's ``IntegratedGradients`` (Sundararajan et al. 2017, arXiv:1703.01365) integrates the
+gradient of each explained logit along the straight path from a baseline to the image, in
+``IG_STEPS`` Gauss–Legendre steps, on the [0, 1] pixels. The baseline is the configured
+masker's fill of the whole image, the image the partition explainer calls fully masked (for
+inpainting: the image's mean colour), so the values sum to ``f(x) − f(baseline)``, the
+partition maps' base value, up to the integral's error, which is recorded as the additivity
+error and does not fail the stage. It needs no background images.
+
+Faithfulness
+------------
+With ``shap.faithfulness.enabled``, each worker also scores the maps of its trace
+(:mod:`~quakeshap.explain.faithfulness`, ``docs/method.md`` §10): deletion and insertion
+curves over the image's (frequency, time) cells, filled by the configured masker whatever
+the explainer, against seeded random orders; and for the first
+``randomisation_per_class`` traces of each class, the maps of the same explainer on the
+model randomised layer by layer from the output down. :func:`summarize` averages the
+numbers per class under ``faithfulness``; the maps themselves do not change.
+
 What the ground truth says
 --------------------------
-On demo data, whose classes differ only by high-frequency attenuation, DeepLIFT maps put
-their ``|SHAP|`` mass in the generator's discriminative band (``tests/test_explain.py``),
+On demo data, whose classes differ only by high-frequency attenuation, DeepLIFT and
+expected-gradients maps put their ``|SHAP|`` mass in the generator's discriminative band,
 while the study's ``inpaint_telea`` partition maps do not for every class: the aftershocks'
 maps hold no more than the band's share of the image rows there, and a little more than
-their share on the bright low-frequency rows (the same tests keep this as a strict expected
-failure). Read the study's maps as "what the model is sensitive to under inpainting", and
-compare with ``deep``.
+their share on the bright low-frequency rows. :mod:`~quakeshap.explain.compare` (the
+``explainers`` stage) scores every explainer on the same traces against that band, and
+``tests/test_compare_explainers.py`` fixes the finding (the partition case as a strict
+expected failure). Read the study's maps as "what the model is sensitive to under
+inpainting", and compare with ``deep``.
 
 Determinism and parallelism
 ---------------------------
@@ -88,12 +110,20 @@ Modules
 * :mod:`~quakeshap.explain.maps`: pure aggregates over maps, and :func:`aggregate`, the
   content of ``data/shap/``.
 * :mod:`~quakeshap.explain.metrics`: :func:`summarize`, the stage's metrics.
+* :mod:`~quakeshap.explain.faithfulness`: deletion/insertion curves and the
+  model-randomisation cascade, pure functions over arrays and a model callable.
+* :mod:`~quakeshap.explain.compare`: every explainer configuration on the same traces,
+  scored against the demo's ground truth (the ``explainers`` stage; imported as
+  ``from quakeshap.explain import compare``).
 
 The names below are the package's public interface.
 """
 
 from quakeshap.explain.explainers import (
+    BACKGROUND_EXPLAINERS,
     GRADIENT_SAMPLES,
+    IG_STEPS,
+    MASKER_EXPLAINERS,
     MIN_PARTITION_EVALS,
     ExplainError,
     ExplainJob,
@@ -103,10 +133,12 @@ from quakeshap.explain.explainers import (
     check_config,
     check_max_evals,
     fuse_batch_norm,
+    masker_fill,
     parse_masker,
     single_threaded,
     to_masker_image,
 )
+from quakeshap.explain.faithfulness import Faithfulness
 from quakeshap.explain.maps import (
     BANDS_HZ,
     WINDOWS,
@@ -119,7 +151,7 @@ from quakeshap.explain.maps import (
     weekly_means,
     window_fractions,
 )
-from quakeshap.explain.metrics import image_timing, summarize
+from quakeshap.explain.metrics import faithfulness_metrics, image_timing, summarize
 from quakeshap.explain.pool import (
     Plan,
     draw_background,
@@ -130,12 +162,16 @@ from quakeshap.explain.pool import (
 )
 
 __all__ = [
+    "BACKGROUND_EXPLAINERS",
     "BANDS_HZ",
     "GRADIENT_SAMPLES",
+    "IG_STEPS",
+    "MASKER_EXPLAINERS",
     "MIN_PARTITION_EVALS",
     "WINDOWS",
     "ExplainError",
     "ExplainJob",
+    "Faithfulness",
     "JobResult",
     "PixelModel",
     "Plan",
@@ -150,8 +186,10 @@ __all__ = [
     "class_means",
     "draw_background",
     "explain_selection",
+    "faithfulness_metrics",
     "fuse_batch_norm",
     "image_timing",
+    "masker_fill",
     "parse_masker",
     "plan_jobs",
     "run_jobs",

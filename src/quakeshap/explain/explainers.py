@@ -10,17 +10,24 @@ behind, the 8-bit world of shap's ``Image`` masker; :class:`TraceExplainer` turn
 from __future__ import annotations
 
 import contextlib
-import math
-import re
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from quakeshap import masking
 from quakeshap.artifacts import checkpoint
-from quakeshap.config import ShapConfig
+from quakeshap.config import ConfigError, ShapConfig
+from quakeshap.explain.faithfulness import (
+    Faithfulness,
+    deletion_insertion,
+    randomisation_cascade,
+    rank_correlation,
+    with_randomisation,
+)
 from quakeshap.model import model_from_checkpoint, resolve_device
 from quakeshap.record import PIXEL_LEVELS
 
@@ -28,6 +35,15 @@ from quakeshap.record import PIXEL_LEVELS
 GRADIENT_SAMPLES = 200
 #: the smallest ``max_evals`` that splits the image at all (see :func:`check_max_evals`)
 MIN_PARTITION_EVALS = 4
+#: explainers that attribute relative to background images drawn from the train split
+BACKGROUND_EXPLAINERS = ("deep", "gradient")
+#: explainers that use ``shap.masker``: partition fills its coalitions with it, integrated
+#: gradients starts its path from its fill of the whole image
+MASKER_EXPLAINERS = ("partition", "integrated_gradients")
+#: steps of integrated gradients' path integral (Captum's default, Gauss–Legendre)
+IG_STEPS = 50
+#: spawn key of the random removal orders' stream, under each trace's seed
+RANDOM_ORDERS_STREAM = 1
 
 
 class ExplainError(ValueError):
@@ -38,49 +54,17 @@ class ExplainError(ValueError):
 # parameters
 # --------------------------------------------------------------------------------------
 
-_BLUR = re.compile(r"^blur\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
-
 
 def parse_masker(spec: str | float) -> str | float:
     """Validate ``shap.masker`` and return what ``shap.maskers.Image`` takes.
 
-    Parameters
-    ----------
-    spec
-        ``"inpaint_telea"`` (the study), ``"inpaint_ns"``, ``"blur(kx,ky)"`` (OpenCV box
-        blur with a kernel of ``kx × ky`` pixels, both > 0) or a number: masked features
-        are set to that constant, in the masker's 0..255 units (the images are 8-bit there,
-        so the constant is truncated to an integer).
-
-    Returns
-    -------
-    The canonical masker string (``"blur(5,5)"``), or the constant as a float.
+    :func:`quakeshap.masking.parse_masker` (the same specifications as
+    ``spectrogram.window_fill``), failing with an :class:`ExplainError`.
     """
-    if isinstance(spec, int | float) and not isinstance(spec, bool):
-        value = float(spec)
-    else:
-        text = str(spec).strip()
-        if text in ("inpaint_telea", "inpaint_ns"):
-            return text
-        match = _BLUR.match(text)
-        if match:
-            kx, ky = int(match.group(1)), int(match.group(2))
-            if kx < 1 or ky < 1:
-                raise ExplainError(f"parameter shap.masker: blur kernel {text!r} must be >= 1")
-            return f"blur({kx},{ky})"
-        try:
-            value = float(text)
-        except ValueError:
-            raise ExplainError(
-                f"parameter shap.masker: {spec!r} is not a masker; use inpaint_telea, "
-                f"inpaint_ns, blur(k,k) with integer k, or a number in 0..{PIXEL_LEVELS}"
-            ) from None
-    if not (math.isfinite(value) and 0 <= value <= PIXEL_LEVELS):
-        raise ExplainError(
-            f"parameter shap.masker: constant {value!r} is outside the masker's "
-            f"0..{PIXEL_LEVELS} range"
-        )
-    return value
+    try:
+        return masking.parse_masker(spec, "shap.masker")
+    except ConfigError as exc:
+        raise ExplainError(str(exc)) from None
 
 
 def check_max_evals(max_evals: int, image_shape: tuple[int, ...]) -> None:
@@ -110,7 +94,34 @@ def check_config(cfg: ShapConfig, image_shape: tuple[int, ...] = (33, 96, 3)) ->
     parse_masker(cfg.masker)
     if cfg.explainer == "partition":
         check_max_evals(cfg.max_evals, image_shape)
+    check_faithfulness(cfg, image_shape)
     resolve_device(cfg.device)
+
+
+def cascade_max_evals(cfg: ShapConfig) -> int:
+    """The partition budget of the randomisation cascade's maps, at most ``shap.max_evals``."""
+    wanted = cfg.faithfulness.randomisation_max_evals
+    return cfg.max_evals if wanted is None else min(wanted, cfg.max_evals)
+
+
+def check_faithfulness(cfg: ShapConfig, image_shape: tuple[int, ...] = (33, 96, 3)) -> None:
+    """The ``shap.faithfulness`` checks that need the image shape (``(H, W, 3)``)."""
+    fc = cfg.faithfulness
+    if not fc.enabled:
+        return
+    n_cells = int(image_shape[0]) * int(image_shape[1])
+    if fc.n_steps > n_cells:
+        raise ExplainError(
+            f"parameter shap.faithfulness.n_steps: {fc.n_steps} is more steps than the "
+            f"image's {n_cells} (frequency, time) cells"
+        )
+    if cfg.explainer == "partition" and fc.randomisation_per_class > 0:
+        evals = cascade_max_evals(cfg)
+        if evals < MIN_PARTITION_EVALS:
+            raise ExplainError(
+                f"parameter shap.faithfulness.randomisation_max_evals: {evals} is below the "
+                f"partition explainer's minimum of {MIN_PARTITION_EVALS}"
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -130,6 +141,41 @@ def to_masker_image(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     span = hi - lo if hi > lo else 1.0
     scaled = np.rint((hwc.astype(np.float64) - lo) / span * float(PIXEL_LEVELS))
     return scaled.clip(0, PIXEL_LEVELS).astype(np.uint8), lo, hi
+
+
+def masker_fill(spec: str | float, image_u8: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The fill of ``shap.maskers.Image(spec)`` on one image, as a function of a keep-mask.
+
+    ``image_u8`` is :func:`to_masker_image`'s ``(H, W, 3)`` uint8 image; the function takes
+    ``(H, W)`` booleans (True = the pixel stays, all three channels) and returns the
+    ``(H, W, 3)`` uint8 image shap's masker makes of it: the very masker the partition
+    explainer fills its coalitions with (inpainting from the kept pixels; a fully hidden
+    image becomes its mean colour). A fresh masker serves each image (shap caches a blur by
+    the image's identity).
+    """
+    import shap
+
+    masker = shap.maskers.Image(spec, image_u8.shape)
+    image_u8 = np.ascontiguousarray(image_u8)
+
+    def fill(keep: np.ndarray) -> np.ndarray:
+        keep = np.asarray(keep, dtype=bool)
+        if keep.all():
+            return image_u8.copy()
+        mask = np.repeat(keep[:, :, None], image_u8.shape[2], axis=2).ravel()
+        return np.asarray(masker(mask, image_u8)[0]).reshape(image_u8.shape)
+
+    return fill
+
+
+def from_masker_image(image_u8: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Undo :func:`to_masker_image`: ``(H, W, 3)`` uint8 → ``(3, H, W)`` float32 pixel values,
+    with :class:`PixelModel`'s arithmetic."""
+    pixels = np.asarray(image_u8, dtype=np.float32) / np.float32(PIXEL_LEVELS)
+    span = hi - lo if hi > lo else 1.0
+    if span != 1.0 or lo != 0.0:
+        pixels = pixels * np.float32(span) + np.float32(lo)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 class PixelModel:
@@ -204,6 +250,8 @@ class ExplainJob:
     image: np.ndarray  # (3, 33, 96) float32, pixel values in [0, 1]
     classes: tuple[int, ...]  # class indices, ascending
     seed: int
+    #: also explain it under the model-randomisation cascade (shap.faithfulness)
+    randomise: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,6 +263,8 @@ class JobResult:
     values: np.ndarray  # (n_classes, 33, 96, 3) float32
     base_values: np.ndarray  # (n_classes,) float64
     logits: np.ndarray  # (n_outputs,) float64: f(x), every class
+    #: the maps' faithfulness numbers (one row per class), None when not computed
+    faithfulness: Faithfulness | None = None
 
 
 @contextlib.contextmanager
@@ -265,6 +315,8 @@ class TraceExplainer:
     ) -> None:
         self.cfg = cfg
         self.device = device
+        self.ckpt = ckpt
+        self.background = background
         self.masker_spec = parse_masker(cfg.masker)
         # the model shap evaluates thousands of times per trace: batch norm folded into the
         # convolutions, channels_last layout (see PixelModel)
@@ -273,7 +325,12 @@ class TraceExplainer:
         self.pixel_model = PixelModel(self.model, device)
         self._gradient_explainer: Any = None
         self._background_logits: np.ndarray | None = None
-        if cfg.explainer != "partition":
+        self._cascade: tuple[TraceExplainer | None, list[tuple[str, TraceExplainer]]] | None
+        self._cascade = None
+        if cfg.explainer == "integrated_gradients":
+            # the unfused model on [0, 1] pixels: the path runs through the pixels themselves
+            self.ig_model = model_from_checkpoint(ckpt).to(device)
+        elif cfg.explainer in BACKGROUND_EXPLAINERS:
             if background is None or len(background) == 0:
                 raise ExplainError(
                     f"shap.explainer {cfg.explainer!r} needs background images from the "
@@ -300,10 +357,17 @@ class TraceExplainer:
             )
 
     def explain(self, job: ExplainJob) -> JobResult:
-        """The maps of one trace: ``(len(job.classes), 33, 96, 3)`` float32, in logits."""
+        """The maps of one trace: ``(len(job.classes), 33, 96, 3)`` float32, in logits, and
+        with ``shap.faithfulness.enabled`` their faithfulness numbers."""
         if self.cfg.explainer == "partition":
-            return self._explain_partition(job)
-        return self._explain_gradient(job)
+            result = self._explain_partition(job)
+        elif self.cfg.explainer == "integrated_gradients":
+            result = self._explain_integrated_gradients(job)
+        else:
+            result = self._explain_gradient(job)
+        if self.cfg.faithfulness.enabled:
+            result = dataclasses.replace(result, faithfulness=self.score_faithfulness(job, result))
+        return result
 
     def _explain_partition(self, job: ExplainJob) -> JobResult:
         import shap
@@ -349,3 +413,92 @@ class TraceExplainer:
         assert self._background_logits is not None
         base = self._background_logits.mean(axis=0)[list(job.classes)]
         return JobResult(job.trace_name, job.classes, values.astype(np.float32), base, logits)
+
+    def _explain_integrated_gradients(self, job: ExplainJob) -> JobResult:
+        """Integrated gradients (Captum) from the masker's fill of the whole image.
+
+        The baseline is the image the partition explainer calls fully masked (for
+        inpainting: the image's mean colour), so the values sum, up to the path integral's
+        error, to ``f(x) − f(baseline)``: the partition maps' base value and scale.
+        """
+        from captum.attr import IntegratedGradients
+
+        image_u8, lo, hi = to_masker_image(job.image)
+        hidden = masker_fill(self.masker_spec, image_u8)(np.zeros(image_u8.shape[:2], bool))
+        n = len(job.classes)
+        x = torch.from_numpy(np.ascontiguousarray(job.image[None], dtype=np.float32))
+        baseline = torch.from_numpy(from_masker_image(hidden, lo, hi)[None])
+        x, baseline = x.to(self.device), baseline.to(self.device)
+        attributions = IntegratedGradients(self.ig_model).attribute(
+            x.repeat(n, 1, 1, 1),
+            baselines=baseline.repeat(n, 1, 1, 1),
+            target=list(job.classes),
+            n_steps=IG_STEPS,
+            internal_batch_size=max(self.cfg.batch_size, n),
+        )
+        values = attributions.detach().cpu().numpy().transpose(0, 2, 3, 1)
+        with torch.inference_mode():
+            logits = self.ig_model(x).double().cpu().numpy()[0]
+            base = self.ig_model(baseline).double().cpu().numpy()[0][list(job.classes)]
+        if not np.isfinite(logits).all() or not np.isfinite(values).all():
+            raise ExplainError(
+                f"trace {job.trace_name}: the model returned NaN or infinite values; "
+                f"check the checkpoint ({checkpoint.PATH}) and the trace's spectrogram"
+            )
+        return JobResult(job.trace_name, job.classes, values.astype(np.float32), base, logits)
+
+    def score_faithfulness(self, job: ExplainJob, result: JobResult) -> Faithfulness:
+        """Deletion/insertion areas of the job's maps with the configured masker's fill,
+        scored by the model as shap sees it, and the randomisation cascade if the job asks.
+
+        The random orders come from the trace's own seed; shap's global random state is
+        not touched, so the maps of this and later traces do not depend on this step.
+        """
+        fc = self.cfg.faithfulness
+        image_u8, lo, hi = to_masker_image(job.image)
+        self.pixel_model.set_image(job.trace_name, lo, hi)
+        stream = np.random.SeedSequence(job.seed, spawn_key=(RANDOM_ORDERS_STREAM,))
+        scores = deletion_insertion(
+            result.values,
+            result.classes,
+            masker_fill(self.masker_spec, image_u8),
+            self.pixel_model,
+            fc.n_steps,
+            fc.random_orders,
+            fc.rank_by,
+            np.random.default_rng(stream),
+            self.cfg.batch_size,
+        )
+        if not job.randomise:
+            return scores
+        reference_explainer, steps = self._cascade_explainers()
+        reference = result.values
+        if reference_explainer is not None:  # the cascade runs on a smaller partition budget
+            reference = reference_explainer.explain(job).values
+        rho = [
+            [rank_correlation(a, b) for a, b in zip(reference, e.explain(job).values, strict=True)]
+            for _, e in steps
+        ]
+        return with_randomisation(scores, [name for name, _ in steps], np.asarray(rho).T)
+
+    def _cascade_explainers(self) -> tuple[TraceExplainer | None, list[tuple[str, TraceExplainer]]]:
+        """Built once per process: one explainer per step of the cascade (seeded with
+        ``shap.seed``, so every trace meets the same randomised models), and the trained
+        model's explainer at the cascade's budget when it differs from ``shap.max_evals``."""
+        if self._cascade is None:
+            cfg = dataclasses.replace(
+                self.cfg,
+                max_evals=cascade_max_evals(self.cfg),
+                faithfulness=dataclasses.replace(self.cfg.faithfulness, enabled=False),
+            )
+            generator = torch.Generator().manual_seed(self.cfg.seed)
+            net = model_from_checkpoint(self.ckpt, normalized_input=True)
+            steps = []
+            for name, model in randomisation_cascade(net, generator):
+                randomised = {**self.ckpt, "state_dict": model.state_dict()}
+                steps.append((name, TraceExplainer(randomised, cfg, self.device, self.background)))
+            reference = None
+            if self.cfg.explainer == "partition" and cfg.max_evals != self.cfg.max_evals:
+                reference = TraceExplainer(self.ckpt, cfg, self.device, self.background)
+            self._cascade = (reference, steps)
+        return self._cascade

@@ -20,13 +20,16 @@ import pandas as pd
 
 from quakeshap.artifacts.selection import WEEK_GROUP
 from quakeshap.artifacts.shap_set import WEEKLY_COLUMNS, ShapSet, class_mean_mask, in_group
+from quakeshap.explain.faithfulness import Faithfulness
 from quakeshap.record import (
     CLASS_NAMES,
     P_ARRIVAL_S,
     S_WINDOW_BEFORE_S,
     STUDY_IMAGE_DURATION_S,
+    TIME_WINDOWS,
     class_index,
     s_window_columns,
+    time_window_masks,
 )
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,12 @@ log = logging.getLogger(__name__)
 #: frequency bands (Hz) of the band metrics; the last band includes its upper edge
 BANDS_HZ: tuple[tuple[float, float], ...] = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50))
 #: the parts of a trace :func:`window_fractions` splits the mass into
-WINDOWS = ("before_p", "p_to_s", "after_s")
+WINDOWS = TIME_WINDOWS
+
+
+def band_key(lo: float, hi: float) -> str:
+    """A frequency band's name in metrics and tables: ``(0, 10)`` → ``"0_10hz"``."""
+    return f"{lo:g}_{hi:g}hz"
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,8 @@ class ShapMaps:
     values: np.ndarray  # (n_maps, 33, 96, 3) float32, logits
     index: pd.DataFrame  # shap_set.INDEX_COLUMNS, row i describes values[i]
     seconds: float  # wall time of the explanation (not written to cached outputs)
+    #: the maps' faithfulness numbers (row i: map i), None when not computed
+    faithfulness: Faithfulness | None = None
 
 
 def align_on_s(
@@ -172,13 +182,8 @@ def window_fractions(
     ``(n, 3)``: ``t < P``, ``P <= t < S``, ``t >= S`` (:data:`WINDOWS`); rows sum to 1.
     """
     mass = np.abs(np.asarray(maps, dtype=np.float64)).sum(axis=(1, 3))  # (n, n_time)
-    t = np.asarray(time_s, dtype=np.float64)[None, :]
-    s = np.asarray(s_times, dtype=np.float64).reshape(-1, 1)
-    p = np.broadcast_to(np.asarray(p_times, dtype=np.float64).reshape(-1, 1), s.shape)
-    before = (mass * (t < p)).sum(axis=1)
-    between = (mass * ((t >= p) & (t < s))).sum(axis=1)
-    after = (mass * (t >= s)).sum(axis=1)
-    parts = np.stack([before, between, after], axis=1)
+    masks = time_window_masks(time_s, s_times, p_times)  # (n, 3, n_time)
+    parts = np.stack([(mass * masks[:, w]).sum(axis=1) for w in range(len(WINDOWS))], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return parts / parts.sum(axis=1, keepdims=True)
 

@@ -15,7 +15,7 @@ import multiprocessing
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,10 +25,11 @@ import torch
 from quakeshap import record
 from quakeshap.artifacts.selection import PATH as SELECTION_PATH
 from quakeshap.artifacts.selection import SELECTION_COLUMNS
-from quakeshap.artifacts.shap_set import INDEX_COLUMNS, join_groups
+from quakeshap.artifacts.shap_set import INDEX_COLUMNS, class_mean_mask, join_groups
 from quakeshap.artifacts.spectrograms import SpectrogramSet
 from quakeshap.config import ShapConfig, resolve_workers
 from quakeshap.explain.explainers import (
+    BACKGROUND_EXPLAINERS,
     ExplainError,
     ExplainJob,
     JobResult,
@@ -36,6 +37,7 @@ from quakeshap.explain.explainers import (
     check_config,
     single_threaded,
 )
+from quakeshap.explain.faithfulness import concatenate
 from quakeshap.explain.maps import ShapMaps
 from quakeshap.model import model_from_checkpoint, resolve_device
 from quakeshap.record import CLASS_NAMES
@@ -152,12 +154,17 @@ class Plan:
     index: pd.DataFrame  # INDEX_COLUMNS without the value columns, row i = map i
 
 
-def plan_jobs(selection: pd.DataFrame, sset: SpectrogramSet, seed: int) -> Plan:
+def plan_jobs(
+    selection: pd.DataFrame, sset: SpectrogramSet, seed: int, randomise_per_class: int = 0
+) -> Plan:
     """Deduplicate the selection into one job per trace.
 
     A trace is explained for its predicted class, or for both classes when any of its
     selection rows says ``explain_both``. Traces keep the order of their first appearance
-    in the selection; maps of a trace are ordered by class index.
+    in the selection; maps of a trace are ordered by class index. The first
+    ``randomise_per_class`` traces of each class whose maps enter the class means
+    (:func:`~quakeshap.artifacts.shap_set.class_mean_mask`) also go through the
+    model-randomisation cascade (``shap.faithfulness``).
     """
     absent = [c for c in SELECTION_COLUMNS if c not in selection.columns]
     if absent:
@@ -195,7 +202,13 @@ def plan_jobs(selection: pd.DataFrame, sset: SpectrogramSet, seed: int) -> Plan:
                     "p_s_diff_sec": float(meta.loc[name, "p_s_diff_sec"]),
                 }
             )
-    return Plan(jobs, pd.DataFrame.from_records(records))
+    index = pd.DataFrame.from_records(records)
+    randomised: set[str] = set()
+    for c in range(len(CLASS_NAMES)):
+        names = index.loc[class_mean_mask(index, c), "trace_name"]
+        randomised.update(list(dict.fromkeys(names))[:randomise_per_class])
+    jobs = [replace(job, randomise=job.trace_name in randomised) for job in jobs]
+    return Plan(jobs, index)
 
 
 def draw_background(
@@ -254,7 +267,11 @@ def _collect(plan: Plan, results: list[JobResult], cfg: ShapConfig, seconds: flo
             f"trace {index['trace_name'].iloc[worst]} (class {index['class_name'].iloc[worst]}) "
             f"exceeds shap.additivity_tolerance = {cfg.additivity_tolerance:g}"
         )
-    return ShapMaps(values, index[list(INDEX_COLUMNS)], seconds)
+    parts = [r.faithfulness for r in results]
+    faithfulness = None
+    if parts and all(part is not None for part in parts):
+        faithfulness = concatenate(parts)  # type: ignore[arg-type]
+    return ShapMaps(values, index[list(INDEX_COLUMNS)], seconds, faithfulness)
 
 
 def explain_selection(
@@ -292,9 +309,10 @@ def explain_selection(
     check_config(cfg, (sset.image_shape[1], sset.image_shape[2], sset.image_shape[0]))
     device = resolve_device(cfg.device)
     model_from_checkpoint(ckpt, input_shape=sset.image_shape)  # CheckpointError on mismatch
-    plan = plan_jobs(selection, sset, cfg.seed)
+    fc = cfg.faithfulness
+    plan = plan_jobs(selection, sset, cfg.seed, fc.randomisation_per_class if fc.enabled else 0)
     background = None
-    if cfg.explainer != "partition":
+    if cfg.explainer in BACKGROUND_EXPLAINERS:
         background = draw_background(sset, cfg.background, cfg.seed, ckpt.get("train_traces"))
     n_workers = resolve_workers(cfg.workers) if workers is None else workers
     n_workers = max(1, min(n_workers, len(plan.jobs)))

@@ -25,6 +25,7 @@ from quakeshap.plots.charts import (
     plot_dataset_overview,
     plot_event_map,
     plot_events_per_day,
+    plot_explainer_fractions,
     plot_shap_distribution,
     plot_training_curves,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "plot_event_map",
     "plot_events_per_day",
     "plot_explained_trace",
+    "plot_explainer_fractions",
     "plot_mean_shap",
     "plot_shap_distribution",
     "plot_shap_map",

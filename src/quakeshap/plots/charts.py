@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from quakeshap.artifacts.explainer_comparison import BAND, KEY_COLUMNS, TRUTH
 from quakeshap.plots.inputs import class_name
 from quakeshap.record import CLASS_NAMES, MAINSHOCK_ORIGIN_UTC
 
@@ -265,3 +266,53 @@ def plot_training_curves(
     ax_acc.set_ylabel("validation accuracy")
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+# --------------------------------------------------------------------------------------
+# the explainers compared
+# --------------------------------------------------------------------------------------
+
+
+def region_label(measure: str, region: str) -> str:
+    """A region of the comparison table as an axis label: ``0_10hz`` → ``0–10 Hz``; the
+    ground-truth band is marked ``(truth)``; a time window keeps its name."""
+    if region.endswith("hz"):
+        lo, hi = (float(v) for v in region.removesuffix("hz").split("_"))
+        text = f"{lo:.3g}–{hi:.3g} Hz"
+        return f"{text}\n(truth)" if measure == TRUTH else text
+    return region
+
+
+def plot_explainer_fractions(ax: Axes, table: pd.DataFrame, label: str) -> list[str]:
+    """Class ``label``'s fraction of ``|SHAP|`` mass per configuration, in each 10 Hz band and,
+    when the table has one, in the ground-truth band.
+
+    ``table`` is :mod:`quakeshap.artifacts.explainer_comparison`'s. Bars: one colour per
+    configuration, grouped by region; the black line over each group is what a uniform
+    map would put there (the region's share of the image rows); the ground truth's group
+    is shaded. Returns the regions drawn, in order.
+    """
+    mine = table[(table["class_name"] == label) & table["measure"].isin([BAND, TRUTH])]
+    names = list(dict.fromkeys(table["configuration"]))
+    regions = list(dict.fromkeys(zip(mine["measure"], mine["region"], strict=True)))
+    if not regions:
+        ax.text(0.5, 0.5, f"no {label} maps", ha="center", va="center", transform=ax.transAxes)
+        return []
+    cmap = matplotlib.colormaps["tab10"]
+    width = 0.84 / len(names)
+    keyed = mine.set_index(list(KEY_COLUMNS))
+    x = np.arange(len(regions), dtype=np.float64)
+    for k, name in enumerate(names):
+        heights = [float(keyed["value"].get((name, label, m, r), np.nan)) for m, r in regions]
+        offset = (k - (len(names) - 1) / 2) * width
+        ax.bar(x + offset, heights, width * 0.92, color=cmap(k % 10), label=name)
+    uniform = mine.drop_duplicates(["measure", "region"]).set_index(["measure", "region"])
+    levels = [float(uniform.loc[key, "uniform"]) for key in regions]
+    ax.hlines(levels, x - 0.46, x + 0.46, color="black", lw=1.6, label="uniform map")
+    for i, (measure, _) in enumerate(regions):
+        if measure == TRUTH:  # shaded: the band the generator put the difference in
+            ax.axvspan(i - 0.5, i + 0.5, color="0.92", zorder=0, lw=0)
+    ax.set_xticks(x, [region_label(m, r) for m, r in regions])
+    ax.set_ylabel("fraction of |SHAP|")
+    ax.set_title(f"{label}: mean over {int(mine['n_maps'].iloc[0])} trace(s) per explainer")
+    return [r for _, r in regions]

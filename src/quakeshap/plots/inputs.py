@@ -21,6 +21,7 @@ import pandas as pd
 from quakeshap import record
 from quakeshap.artifacts import (
     ArtifactError,
+    explainer_comparison,
     metrics,
     predictions,
     raw,
@@ -55,6 +56,8 @@ class InputPaths:
     train_metrics: Path = metrics.PATHS["train"]
     evaluate_metrics: Path = metrics.PATHS["evaluate"]
     explain_metrics: Path = metrics.PATHS["explain"]
+    explainer_comparison: Path = explainer_comparison.PATH
+    explainers_metrics: Path = metrics.PATHS["explainers"]
 
     def under(self, root: str | Path) -> InputPaths:
         """The same layout below another folder (a temporary clone, a test's tmp_path)."""
@@ -75,6 +78,9 @@ class PlotInputs:
     train_metrics: dict[str, Any]
     evaluate_metrics: dict[str, Any]
     explain_metrics: dict[str, Any]
+    #: every explainer on the same traces (:mod:`quakeshap.artifacts.explainer_comparison`)
+    explainer_comparison: pd.DataFrame
+    explainers_metrics: dict[str, Any]
     #: trace drawn in the single-trace figure
     example_trace: str
     #: traces with a per-trace explanation figure (misclassified, then examples)
@@ -186,6 +192,8 @@ def _load_inputs(paths: InputPaths, example_trace: str | None) -> PlotInputs:
         train_metrics=metrics.load(paths.train_metrics, "train"),
         evaluate_metrics=metrics.load(paths.evaluate_metrics, "evaluate"),
         explain_metrics=metrics.load(paths.explain_metrics, "explain"),
+        explainer_comparison=explainer_comparison.load(paths.explainer_comparison),
+        explainers_metrics=metrics.load(paths.explainers_metrics, "explainers"),
         example_trace=example,
         explained_traces=explained,
         waveforms=raw.read_traces(paths.raw, spectra.metadata, [example, *explained]),

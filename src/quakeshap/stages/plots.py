@@ -54,6 +54,8 @@ def run(params_path: Path, root: Path) -> None:
             evaluate_metrics=inputs.evaluate_metrics,
             explain_metrics=inputs.explain_metrics,
             figures=embedded,
+            comparison=inputs.explainer_comparison,
+            explainers_metrics=inputs.explainers_metrics,
         )
     files.write_text(root / REPORT_FILE, page)
     log.info(
