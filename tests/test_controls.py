@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quakeshap import controls
+from quakeshap import control_report, controls
+from quakeshap.artifacts import checkpoint
 from quakeshap.artifacts import metrics as metric_files
+from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import load_yaml, parse_params
 from quakeshap.controls import ControlError, check_names, plan_controls, run_controls
 from quakeshap.profiles import ProfileError, apply_patch, compose, profile_overrides
@@ -251,18 +253,19 @@ def test_runner_refuses_to_overwrite_an_experiment_unless_asked():
 
 #: ``dvc status --json`` of a workspace whose params.yaml and code moved on from dvc.lock,
 #: and of a fresh clone whose outputs were never pulled (as dvc 3.67 writes them)
+SETS, MODEL = spectrogram_set.PATH.as_posix(), checkpoint.PATH.as_posix()
 STALE = {
     "train": [
-        {"changed deps": {"src/quakeshap/training.py": "modified", "data/spectrograms": "deleted",
+        {"changed deps": {"src/quakeshap/training.py": "modified", SETS: "deleted",
                           "params.yaml": {"train": "modified"}}},
-        {"changed outs": {"models/model.pt": "not in cache"}},
+        {"changed outs": {MODEL: "not in cache"}},
     ],
     "plots": [{"changed deps": {"params.yaml": {"plots.dpi": "modified"}}}],
 }  # fmt: skip
 UNPULLED = {
-    "train": [{"changed outs": {"models/model.pt": "deleted"}}],
-    "evaluate": [{"changed deps": {"models/model.pt": "deleted"}}],
-    "explain": [{"changed deps": {"models/model.pt": "not in cache"}}],
+    "train": [{"changed outs": {MODEL: "deleted"}}],
+    "evaluate": [{"changed deps": {MODEL: "deleted"}}],
+    "explain": [{"changed deps": {MODEL: "not in cache"}}],
 }
 
 
@@ -311,7 +314,9 @@ def test_make_controls_runs_every_control_as_an_experiment(tmp_path_factory):
     assert repo.repro() == list(STAGES)  # the baseline the controls start from (and `study` is)
     repo.commit("reproduce the tiny demo")
     try:
-        proc = repo.run(["make", "-o", ".venv/.installed", "controls"], check=False, timeout=3000)
+        # up to explain: every metric the comparison reads, without the figures
+        make = ["make", "-o", ".venv/.installed", "controls", "CONTROLS_FLAGS=--until explain"]
+        proc = repo.run(make, check=False, timeout=3000)
     finally:
         repo.dvc("queue", "stop", check=False)
     elapsed = time.monotonic() - started
@@ -336,5 +341,10 @@ def test_make_controls_runs_every_control_as_an_experiment(tmp_path_factory):
     params = {n: d["params"]["params.yaml"]["data"] for n, d in found.items()}
     assert params["control-matched"]["split"]["match"] == "magnitude_distance"
     assert params["control-study"] == yaml.safe_load((repo.root / "params.yaml").read_text())
+    # and the comparison page, written from `dvc exp show --json` after the queue
+    page = (repo.root / control_report.PAGE).read_text()
+    for name in EXPECTED:
+        assert f"<td>{name}</td>" in page, name
+    assert page.count("<td>done</td>") == len(EXPECTED)
     print(f"\n{len(EXPECTED)} controls on the tiny demo: {elapsed:.0f} s")
     shutil.rmtree(repo.root, ignore_errors=True)

@@ -18,7 +18,7 @@ import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
-from quakeshap import files, plots, record
+from quakeshap import files, plots, published, record
 from quakeshap.artifacts import explainer_comparison, metrics, raw, shap_set
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import ConfigError, PlotsConfig
@@ -413,3 +413,10 @@ def test_explainer_figure_draws_every_configuration_against_a_uniform_map(plots_
     levels = [seg[0][1] for seg in lines.get_segments()]
     np.testing.assert_allclose(levels, drawn.drop_duplicates("region")["uniform"])
     assert "(truth)" in ax.get_xticklabels()[-1].get_text()
+    # the study's published fractions (real record) as diamonds over the 10 Hz bands
+    (study,) = [line for line in ax.get_lines() if line.get_label() == "the study (real record)"]
+    bands = [r for r in regions if r in published.BAND_FRACTION["post"]]
+    assert len(bands) == 5
+    np.testing.assert_allclose(
+        study.get_ydata(), [published.BAND_FRACTION["post"][b] for b in bands]
+    )

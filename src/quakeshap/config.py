@@ -1,8 +1,8 @@
 """``params.yaml`` as frozen dataclasses.
 
 Every section of ``params.yaml`` maps to one frozen dataclass, built with
-:func:`build` so that an unknown, missing or mistyped key fails loudly, with its dotted
-name, before a stage does any work. ``params.yaml`` is the demo configuration;
+:func:`quakeshap.typed_yaml.build` so that an unknown, missing or mistyped key fails loudly,
+with its dotted name, before a stage does any work. ``params.yaml`` is the demo configuration;
 ``profiles/study.yaml`` holds the study's values for the same keys. The defaults of the
 dataclasses are ``params.yaml``'s values (``tests/test_config.py`` checks it): two sets of
 values, the demo and the study, not three.
@@ -15,29 +15,21 @@ Stages read only the sections they declare in ``dvc.yaml``::
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import re
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, get_args
 
 import pandas as pd
-import yaml
 
 from quakeshap.record import MAINSHOCK_ORIGIN_UTC, parse_times
 
-T = TypeVar("T")
+# ConfigError, load_yaml and to_dict are re-exported: callers import them from here
+from quakeshap.typed_yaml import ConfigError, build, check, load_yaml, to_dict  # noqa: F401
 
 #: the project's parameter file (the demo configuration)
 PARAMS_FILE = Path("params.yaml")
-
-
-class ConfigError(ValueError):
-    """A parameter is unknown, missing, mistyped or out of range."""
 
 
 # --------------------------------------------------------------------------------------
@@ -58,19 +50,19 @@ class ZenodoConfig:
     retries: int = 3
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             self.record_id.isascii() and self.record_id.isdigit(),
             "data.zenodo.record_id",
             f"{self.record_id!r} is not a Zenodo record number (e.g. '15683047')",
         )
-        _check(
+        check(
             self.base_url.startswith(("https://", "http://")),
             "data.zenodo.base_url",
             f"{self.base_url!r} must start with https:// (or http://)",
         )
-        _check(self.timeout_s > 0, "data.zenodo.timeout_s", "must be > 0")
-        _check(self.retries >= 0, "data.zenodo.retries", "must be >= 0")
-        _check(bool(self.archive_glob), "data.zenodo.archive_glob", "must not be empty")
+        check(self.timeout_s > 0, "data.zenodo.timeout_s", "must be > 0")
+        check(self.retries >= 0, "data.zenodo.retries", "must be >= 0")
+        check(bool(self.archive_glob), "data.zenodo.archive_glob", "must not be empty")
 
 
 @dataclass(frozen=True)
@@ -106,23 +98,23 @@ class DemoConfig:
     n_missing_in_hdf5: int = 1
 
     def __post_init__(self) -> None:
-        _check(self.n_pre > 0 and self.n_post > 0, "data.demo.n_pre/n_post", "must be > 0")
-        _check(self.q_pre > 0 and self.q_post > 0, "data.demo.q_pre/q_post", "must be > 0")
-        _check(self.q_log_std >= 0, "data.demo.q_log_std", "must be >= 0")
-        _check(self.b_value > 0, "data.demo.b_value", "must be > 0")
-        _check(self.stress_drop_mpa > 0, "data.demo.stress_drop_mpa", "must be > 0")
-        _check(0 < self.vs_km_s < self.vp_km_s, "data.demo.vs_km_s", "must be in (0, vp_km_s)")
-        _check(self.kappa_s >= 0, "data.demo.kappa_s", "must be >= 0")
-        _check(self.n_colocated_groups >= 0, "data.demo.n_colocated_groups", "must be >= 0")
+        check(self.n_pre > 0 and self.n_post > 0, "data.demo.n_pre/n_post", "must be > 0")
+        check(self.q_pre > 0 and self.q_post > 0, "data.demo.q_pre/q_post", "must be > 0")
+        check(self.q_log_std >= 0, "data.demo.q_log_std", "must be >= 0")
+        check(self.b_value > 0, "data.demo.b_value", "must be > 0")
+        check(self.stress_drop_mpa > 0, "data.demo.stress_drop_mpa", "must be > 0")
+        check(0 < self.vs_km_s < self.vp_km_s, "data.demo.vs_km_s", "must be in (0, vp_km_s)")
+        check(self.kappa_s >= 0, "data.demo.kappa_s", "must be >= 0")
+        check(self.n_colocated_groups >= 0, "data.demo.n_colocated_groups", "must be >= 0")
         for name in ("n_missing_channels", "n_nan_traces", "n_missing_in_hdf5"):
-            _check(getattr(self, name) >= 0, f"data.demo.{name}", "must be >= 0")
+            check(getattr(self, name) >= 0, f"data.demo.{name}", "must be >= 0")
         # every ISO week holds one anchor event (11 pre weeks with 08-20, 8 post weeks);
         # groups take up to 4 events per class; defects need traces of their own
         defects = self.n_missing_channels + self.n_nan_traces + self.n_missing_in_hdf5
         need = 11 + 4 * self.n_colocated_groups + defects
-        _check(self.n_pre >= need, "data.demo.n_pre", f"must be >= {need} for these settings")
-        _check(self.n_post >= need, "data.demo.n_post", f"must be >= {need} for these settings")
-        _check(
+        check(self.n_pre >= need, "data.demo.n_pre", f"must be >= {need} for these settings")
+        check(self.n_post >= need, "data.demo.n_post", f"must be >= {need} for these settings")
+        check(
             self.magnitude_min < self.magnitude_max,
             "data.demo.magnitude_min",
             "must be below data.demo.magnitude_max",
@@ -155,7 +147,7 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         parsed = parse_times(pd.Series([self.boundary_time]))
-        _check(
+        check(
             not parsed.isna().iloc[0],
             "task.boundary_time",
             f"{self.boundary_time!r} is not an ISO 8601 time such as {MAINSHOCK_ISO!r}",
@@ -187,17 +179,17 @@ class PreprocessConfig:
     zerophase: bool = True
 
     def __post_init__(self) -> None:
-        _check(0 <= self.taper_fraction <= 0.5, "spectrogram.preprocess.taper_fraction", "0..0.5")
+        check(0 <= self.taper_fraction <= 0.5, "spectrogram.preprocess.taper_fraction", "0..0.5")
         for name in ("highpass_hz", "lowpass_hz"):
             value = getattr(self, name)
-            _check(value is None or value > 0, f"spectrogram.preprocess.{name}", "must be > 0")
+            check(value is None or value > 0, f"spectrogram.preprocess.{name}", "must be > 0")
         if self.highpass_hz is not None and self.lowpass_hz is not None:
-            _check(
+            check(
                 self.highpass_hz < self.lowpass_hz,
                 "spectrogram.preprocess.highpass_hz",
                 "must be below lowpass_hz",
             )
-        _check(self.filter_corners > 0, "spectrogram.preprocess.filter_corners", "must be > 0")
+        check(self.filter_corners > 0, "spectrogram.preprocess.filter_corners", "must be > 0")
 
     @property
     def active(self) -> bool:
@@ -235,23 +227,23 @@ class SpectrogramConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
-        _check(len(self.stations) > 0, "spectrogram.stations", "name at least one station")
-        _check(0 <= self.noverlap < self.nperseg, "spectrogram.noverlap", "0 <= noverlap < nperseg")
-        _check(self.nperseg <= self.n_samples, "spectrogram.nperseg", "must be <= n_samples")
-        _check(self.chunk_size > 0, "spectrogram.chunk_size", "must be > 0")
-        _check(
+        check(len(self.stations) > 0, "spectrogram.stations", "name at least one station")
+        check(0 <= self.noverlap < self.nperseg, "spectrogram.noverlap", "0 <= noverlap < nperseg")
+        check(self.nperseg <= self.n_samples, "spectrogram.nperseg", "must be <= n_samples")
+        check(self.chunk_size > 0, "spectrogram.chunk_size", "must be > 0")
+        check(
             self.workers == "auto" or (isinstance(self.workers, int) and self.workers > 0),
             "spectrogram.workers",
             "must be 'auto' or a positive integer",
         )
-        _check(0 <= self.max_rejected_fraction <= 1, "spectrogram.max_rejected_fraction", "0..1")
-        _check(self.sampling_rate_hz > 0, "spectrogram.sampling_rate_hz", "must be > 0")
-        _check(self.log_floor > 0, "spectrogram.log_floor", "must be > 0 (log10 of zero power)")
-        _check(all(self.stations), "spectrogram.stations", "station codes must not be empty")
+        check(0 <= self.max_rejected_fraction <= 1, "spectrogram.max_rejected_fraction", "0..1")
+        check(self.sampling_rate_hz > 0, "spectrogram.sampling_rate_hz", "must be > 0")
+        check(self.log_floor > 0, "spectrogram.log_floor", "must be > 0 (log10 of zero power)")
+        check(all(self.stations), "spectrogram.stations", "station codes must not be empty")
         nyquist = self.sampling_rate_hz / 2
         for name in ("highpass_hz", "lowpass_hz"):
             corner = getattr(self.preprocess, name)
-            _check(
+            check(
                 corner is None or corner < nyquist,
                 f"spectrogram.preprocess.{name}",
                 f"{corner} Hz must be below the Nyquist frequency {nyquist} Hz",
@@ -272,8 +264,8 @@ class SplitConfig:
     match_bins: tuple[float, ...] = (0.2, 0.5)
 
     def __post_init__(self) -> None:
-        _check(0 < self.test_fraction < 1, "split.test_fraction", "must be in (0, 1)")
-        _check(
+        check(0 < self.test_fraction < 1, "split.test_fraction", "must be in (0, 1)")
+        check(
             len(self.match_bins) == 2 and all(w > 0 for w in self.match_bins),
             "split.match_bins",
             f"{list(self.match_bins)} must be two widths > 0: [magnitude, S-P seconds]",
@@ -311,13 +303,13 @@ class TrainConfig:
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.n_folds >= 2, "train.n_folds", "must be >= 2")
-        _check(self.lr > 0, "train.lr", "must be > 0")
-        _check(self.batch_size > 0, "train.batch_size", "must be > 0")
-        _check(self.max_epochs > 0, "train.max_epochs", "must be > 0")
-        _check(self.patience > 0, "train.patience", "must be > 0")
-        _check(0 <= self.dropout < 1, "train.dropout", "must be in [0, 1)")
-        _check(self.num_threads is None or self.num_threads > 0, "train.num_threads", "must be > 0")
+        check(self.n_folds >= 2, "train.n_folds", "must be >= 2")
+        check(self.lr > 0, "train.lr", "must be > 0")
+        check(self.batch_size > 0, "train.batch_size", "must be > 0")
+        check(self.max_epochs > 0, "train.max_epochs", "must be > 0")
+        check(self.patience > 0, "train.patience", "must be > 0")
+        check(0 <= self.dropout < 1, "train.dropout", "must be in [0, 1)")
+        check(self.num_threads is None or self.num_threads > 0, "train.num_threads", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -336,10 +328,10 @@ class SelectConfig:
     examples: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check(self.per_class >= 0, "select.per_class", "must be >= 0")
-        _check(self.per_week >= 0, "select.per_week", "must be >= 0")
-        _check(self.week_min <= self.week_max, "select.week_min", "must be <= week_max")
-        _check(
+        check(self.per_class >= 0, "select.per_class", "must be >= 0")
+        check(self.per_week >= 0, "select.per_week", "must be >= 0")
+        check(self.week_min <= self.week_max, "select.week_min", "must be <= week_max")
+        check(
             self.max_misclassified is None or self.max_misclassified >= 0,
             "select.max_misclassified",
             "must be >= 0",
@@ -365,14 +357,14 @@ class FaithfulnessConfig:
     randomisation_max_evals: int | None = 500
 
     def __post_init__(self) -> None:
-        _check(self.n_steps >= 1, "shap.faithfulness.n_steps", "must be >= 1")
-        _check(self.random_orders >= 1, "shap.faithfulness.random_orders", "must be >= 1")
-        _check(
+        check(self.n_steps >= 1, "shap.faithfulness.n_steps", "must be >= 1")
+        check(self.random_orders >= 1, "shap.faithfulness.random_orders", "must be >= 1")
+        check(
             self.randomisation_per_class >= 0,
             "shap.faithfulness.randomisation_per_class",
             "must be >= 0",
         )
-        _check(
+        check(
             self.randomisation_max_evals is None or self.randomisation_max_evals > 0,
             "shap.faithfulness.randomisation_max_evals",
             "must be > 0 (or null = shap.max_evals)",
@@ -400,15 +392,15 @@ class ShapConfig:
     faithfulness: FaithfulnessConfig = field(default_factory=FaithfulnessConfig)
 
     def __post_init__(self) -> None:
-        _check(self.max_evals > 0, "shap.max_evals", "must be > 0")
-        _check(self.batch_size > 0, "shap.batch_size", "must be > 0")
-        _check(self.background > 0, "shap.background", "must be > 0")
-        _check(
+        check(self.max_evals > 0, "shap.max_evals", "must be > 0")
+        check(self.batch_size > 0, "shap.batch_size", "must be > 0")
+        check(self.background > 0, "shap.background", "must be > 0")
+        check(
             self.workers == "auto" or (isinstance(self.workers, int) and self.workers > 0),
             "shap.workers",
             "must be 'auto' or a positive integer",
         )
-        _check(self.additivity_tolerance > 0, "shap.additivity_tolerance", "must be > 0")
+        check(self.additivity_tolerance > 0, "shap.additivity_tolerance", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -436,12 +428,12 @@ class ExplainersConfig:
     truth_threshold: float = 0.8
 
     def __post_init__(self) -> None:
-        _check(self.per_class > 0, "explainers.per_class", "must be > 0")
-        _check(self.max_evals > 0, "explainers.max_evals", "must be > 0")
-        _check(0 < self.truth_threshold <= 1, "explainers.truth_threshold", "must be in (0, 1]")
-        _check(len(self.configurations) > 0, "explainers.configurations", "name at least one")
+        check(self.per_class > 0, "explainers.per_class", "must be > 0")
+        check(self.max_evals > 0, "explainers.max_evals", "must be > 0")
+        check(0 < self.truth_threshold <= 1, "explainers.truth_threshold", "must be in (0, 1]")
+        check(len(self.configurations) > 0, "explainers.configurations", "name at least one")
         twice = sorted({c for c in self.configurations if self.configurations.count(c) > 1})
-        _check(not twice, "explainers.configurations", f"{twice} listed more than once")
+        check(not twice, "explainers.configurations", f"{twice} listed more than once")
         self.parsed()
 
     def parsed(self) -> tuple[tuple[str, str | None], ...]:
@@ -453,7 +445,7 @@ class ExplainersConfig:
             explainer, colon, masker = spec.partition(":")
             explainer, masker = explainer.strip(), masker.strip()
             ok = explainer in names and bool(masker) == (explainer == "partition") == bool(colon)
-            _check(
+            check(
                 ok,
                 "explainers.configurations",
                 f"{spec!r} is not a configuration; use partition:<masker> (e.g. "
@@ -478,10 +470,10 @@ class PlotsConfig:
     example_trace: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.dpi > 0, "plots.dpi", "must be > 0")
-        _check(self.font_size > 0, "plots.font_size", "must be > 0")
-        _check(self.width_in > 0 and self.height_in > 0, "plots.width_in", "must be > 0")
-        _check(
+        check(self.dpi > 0, "plots.dpi", "must be > 0")
+        check(self.font_size > 0, "plots.font_size", "must be > 0")
+        check(self.width_in > 0 and self.height_in > 0, "plots.width_in", "must be > 0")
+        check(
             self.example_trace is None or bool(self.example_trace.strip()),
             "plots.example_trace",
             "give a trace_name or null, not an empty string",
@@ -508,166 +500,9 @@ class Params:
 # --------------------------------------------------------------------------------------
 
 
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"parameter {key}: {message}")
-
-
-def _type_ok(value: Any, tp: Any, strict: bool = False) -> tuple[bool, Any]:
-    """Whether ``value`` fits annotation ``tp``; returns (ok, converted value).
-
-    ``strict`` refuses the one lenient conversion (a number where text is expected), so that
-    in a union such as ``str | int`` the number matches ``int`` first.
-    """
-    origin = get_origin(tp)
-    if tp is Any:
-        return True, value
-    if tp is type(None):
-        return value is None, value
-    if origin in (typing.Union, types.UnionType):
-        for strict_pass in (True, False):
-            for arm in get_args(tp):
-                ok, converted = _type_ok(value, arm, strict=strict_pass)
-                if ok:
-                    return True, converted
-        return False, value
-    if origin is Literal:
-        return value in get_args(tp), value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            return False, value
-        (item_tp, _ellipsis) = get_args(tp)
-        converted = []
-        for item in value:
-            ok, item = _type_ok(item, item_tp)
-            if not ok:
-                return False, value
-            converted.append(item)
-        return True, tuple(converted)
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return True, float(value)
-        return False, value
-    if tp is str:
-        # YAML reads an unquoted record id as an int: accept numbers where text is expected
-        if not strict and isinstance(value, int | float) and not isinstance(value, bool):
-            return True, str(value)
-        return isinstance(value, str), value
-    return isinstance(value, tp), value
-
-
-def build(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``mapping``, failing on unknown, missing or mistyped keys.
-
-    Parameters
-    ----------
-    cls
-        A frozen dataclass of this module.
-    mapping
-        The section of ``params.yaml``; every field must be present (the file is the
-        single source of truth, defaults in code only document the demo values).
-    where
-        Dotted prefix for error messages, e.g. ``"train"``.
-    """
-    if not isinstance(mapping, Mapping):
-        raise ConfigError(
-            f"parameter section {where or '<root>'}: expected a mapping, got {mapping!r}"
-        )
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(mapping) - set(fields))
-    if unknown:
-        hints_txt = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hints_txt.append(
-                f"{_join(where, key)}" + (f" (did you mean {close[0]!r}?)" if close else "")
-            )
-        raise ConfigError(
-            "unknown parameter(s): "
-            + ", ".join(hints_txt)
-            + f"; known keys in {where or 'root'}: "
-            + ", ".join(fields)
-        )
-    missing = [name for name in fields if name not in mapping]
-    if missing:
-        raise ConfigError(
-            "missing parameter(s): "
-            + ", ".join(_join(where, m) for m in missing)
-            + " (see params.yaml for the full set)"
-        )
-    kwargs: dict[str, Any] = {}
-    for name in fields:
-        tp = hints[name]
-        value = mapping[name]
-        key = _join(where, name)
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = build(tp, value, key)
-            continue
-        ok, converted = _type_ok(value, tp)
-        if not ok:
-            raise ConfigError(f"parameter {key}: {value!r} is not a valid {_describe(tp)}")
-        kwargs[name] = converted
-    return cls(**kwargs)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _describe(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "choice among " + ", ".join(repr(a) for a in get_args(tp))
-    text = re.sub(r"typing\.", "", str(tp))
-    return getattr(tp, "__name__", text)
-
-
 def parse_params(mapping: Mapping[str, Any]) -> Params:
     """Validate a whole ``params.yaml`` mapping."""
     return build(Params, mapping)
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats.
-
-    PyYAML follows YAML 1.1, where ``1e-05`` (no dot) is a string; DVC writes ``-S`` values
-    with ruamel (YAML 1.2), where it is a float. Reading both the same way keeps
-    ``dvc exp run -S train.lr=1e-5`` working.
-    """
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.VERBOSE,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML file, with a clear error for a missing or malformed one."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read parameter file {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
-    return data
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -676,19 +511,6 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         return parse_params(load_yaml(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def to_dict(params: Any) -> dict[str, Any]:
-    """A dataclass back to plain YAML-able data (tuples become lists)."""
-
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, tuple | list):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(params)
 
 
 def resolve_workers(workers: str | int, cpu_count: int | None = None) -> int:

@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from quakeshap import published
 from quakeshap.artifacts.explainer_comparison import BAND, KEY_COLUMNS, TRUTH
 from quakeshap.plots.inputs import class_name
 from quakeshap.record import CLASS_NAMES, MAINSHOCK_ORIGIN_UTC
@@ -289,8 +290,9 @@ def plot_explainer_fractions(ax: Axes, table: pd.DataFrame, label: str) -> list[
 
     ``table`` is :mod:`quakeshap.artifacts.explainer_comparison`'s. Bars: one colour per
     configuration, grouped by region; the black line over each group is what a uniform
-    map would put there (the region's share of the image rows); the ground truth's group
-    is shaded. Returns the regions drawn, in order.
+    map would put there (the region's share of the image rows); a black diamond, what the
+    study's released maps of the real record put there (:mod:`quakeshap.published`); the
+    ground truth's group is shaded. Returns the regions drawn, in order.
     """
     mine = table[(table["class_name"] == label) & table["measure"].isin([BAND, TRUTH])]
     names = list(dict.fromkeys(table["configuration"]))
@@ -309,6 +311,11 @@ def plot_explainer_fractions(ax: Axes, table: pd.DataFrame, label: str) -> list[
     uniform = mine.drop_duplicates(["measure", "region"]).set_index(["measure", "region"])
     levels = [float(uniform.loc[key, "uniform"]) for key in regions]
     ax.hlines(levels, x - 0.46, x + 0.46, color="black", lw=1.6, label="uniform map")
+    study = published.BAND_FRACTION.get(label, {})
+    marks = [(i, study[r]) for i, (m, r) in enumerate(regions) if m == BAND and r in study]
+    if marks:  # the study's released maps of the real record, partition + inpaint_telea
+        xs, ys = zip(*marks, strict=True)
+        ax.plot(xs, ys, "D", color="black", ms=6, label="the study (real record)", zorder=5)
     for i, (measure, _) in enumerate(regions):
         if measure == TRUTH:  # shaded: the band the generator put the difference in
             ax.axvspan(i - 0.5, i + 0.5, color="0.92", zorder=0, lw=0)

@@ -252,7 +252,8 @@ def explainer_comparison_figure(inputs: PlotInputs, cfg: PlotsConfig) -> FigureS
         "explainer_comparison.png",
         "Every explainer on the same traces",
         "Fraction of |SHAP| mass each explainer puts in each frequency band, on the most "
-        f"confidently correct test traces; black lines: a uniform map. {verdict}",
+        f"confidently correct test traces; black lines: a uniform map; black diamonds: "
+        f"the study's released maps of the real record (partition + inpaint_telea). {verdict}",
         fig,
     )
 
