@@ -30,16 +30,9 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-STAGES = (
-    "download",
-    "spectrograms",
-    "train",
-    "evaluate",
-    "select",
-    "explain",
-    "explainers",
-    "plots",
-)
+#: the pipeline's stages in data-flow order, as dvc.yaml lists them (tests/test_dag.py pins
+#: that order)
+STAGES: tuple[str, ...] = tuple(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"])
 
 #: The tiniest demo configuration that still exercises every stage and branch:
 #: two classes in both splits, two folds, one epoch, a handful of SHAP maps.
