@@ -62,7 +62,7 @@ def test_study_profile_values_are_the_studys(study):
     assert p.spectrogram.quantization == "uint8"
     assert not p.spectrogram.preprocess.active
     # docs/method.md §2: random 80/20 split over traces, seed 42
-    assert p.split.by == "trace"
+    assert p.split.for_task(p.task.kind).by == "trace"
     assert p.split.test_fraction == 0.2
     assert p.split.seed == 42
     # docs/method.md §3: training

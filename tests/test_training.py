@@ -177,7 +177,7 @@ def test_train_fold_stops_early_and_keeps_the_best_epochs_weights(monkeypatch, r
     script = iter([(0.9, 0.50), (0.5, 0.75), (0.4, 0.75), (0.3, 0.70), (0.2, 0.9)])
     snapshots = []
 
-    def scripted(model, x, y, index, precision, batch_size):
+    def scripted(model, x, y, index, precision, batch_size, objective):
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         return next(script)
 
@@ -189,7 +189,7 @@ def test_train_fold_stops_early_and_keeps_the_best_epochs_weights(monkeypatch, r
     with deterministic_torch(cfg.seed, CPU, num_threads=1):
         result = training.train_fold(x, y, np.arange(30), np.arange(30, 40), cfg, fold=1, n_folds=1)
     assert result.epochs_run == 4 and result.best_epoch == 2
-    assert result.best_val_accuracy == 0.75 and result.best_val_loss == 0.5
+    assert result.best_val_score == 0.75 and result.best_val_loss == 0.5
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
     for k, v in result.state_dict.items():
         torch.testing.assert_close(v, snapshots[1][k], rtol=0, atol=0)

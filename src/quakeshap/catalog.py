@@ -5,7 +5,9 @@ read_catalog`) through every step that needs no waveform, each one a parameter, 
 on a parameter that leaves nothing to work with before a single waveform is read:
 
 1. **Classes** (``task``, :mod:`quakeshap.task`): ``pre``/``post`` from each event's origin
-   time and ``task.boundary_time``; a boundary outside the catalogue's span fails.
+   time and ``task.boundary_time``; a boundary outside the catalogue's span fails. Under
+   ``task.kind: magnitude`` a row without a magnitude is left out; under ``ttf`` the rows
+   kept after step 3 get their time-to-failure class (column ``target``).
 2. **Rejections from the attributes** (:func:`quakeshap.waveforms.row_rejections`, and an
    unreadable origin time).
 3. **Matched classes** (``split.match``, :func:`quakeshap.splits.match_classes`): among the
@@ -35,9 +37,15 @@ import pandas as pd
 from quakeshap import waveforms as wf
 from quakeshap.config import ConfigError, Params
 from quakeshap.masking import parse_masker
-from quakeshap.record import CLASS_NAMES, P_ARRIVAL_S, TIME_WINDOWS, time_window_masks
+from quakeshap.record import (
+    CLASS_NAMES,
+    P_ARRIVAL_S,
+    TIME_WINDOWS,
+    parse_times,
+    time_window_masks,
+)
 from quakeshap.splits import assign_split, associato_ids, match_classes, read_similar_traces
-from quakeshap.task import assign_labels
+from quakeshap.task import assign_labels, magnitude_targets, ttf_targets
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +108,9 @@ def prepare_catalog(params: Params, raw: str | Path, time_s: np.ndarray) -> Prep
     catalog["label"] = labels
     skip = wf.row_rejections(catalog)
     skip = skip.where(skip.notna(), unknown_class)
+    if params.task.kind == "magnitude":
+        magnitude, no_magnitude = magnitude_targets(catalog)
+        skip = skip.where(skip.notna(), no_magnitude)
     controls = match_classes(catalog, params.split, skip.isna().to_numpy())
     if controls and len(controls) == int(skip.isna().sum()):
         raise ConfigError(
@@ -110,8 +121,15 @@ def prepare_catalog(params: Params, raw: str | Path, time_s: np.ndarray) -> Prep
         _log_matching(catalog, controls)
     kept = np.ones(len(catalog), dtype=bool)
     kept[list(controls)] = False
+    if params.task.kind == "ttf":
+        times = parse_times(catalog["source_origin_time"])
+        catalog["target"] = ttf_targets(times, labels, kept & skip.isna().to_numpy(), params.task)
+    elif params.task.kind == "magnitude":
+        catalog["target"] = magnitude
     split = np.full(len(catalog), "train", dtype=object)  # dropped rows: never read
-    split[kept] = assign_split(catalog.loc[kept].reset_index(drop=True), params.split)
+    split[kept] = assign_split(
+        catalog.loc[kept].reset_index(drop=True), params.split.for_task(params.task.kind)
+    )
     catalog["split"] = split
     catalog["associato"] = associato_ids(
         catalog["trace_name"], read_similar_traces(raw, cfg.stations)

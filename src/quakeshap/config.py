@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -96,6 +96,9 @@ class DemoConfig:
     n_missing_channels: int = 3
     n_nan_traces: int = 1
     n_missing_in_hdf5: int = 1
+    #: time-to-failure signal: ln Q drifts linearly by this much across each side of the
+    #: mainshock (falling towards it before, recovering after); 0 = none (the default demo)
+    q_drift: float = 0.0
 
     def __post_init__(self) -> None:
         check(self.n_pre > 0 and self.n_post > 0, "data.demo.n_pre/n_post", "must be > 0")
@@ -105,6 +108,7 @@ class DemoConfig:
         check(self.stress_drop_mpa > 0, "data.demo.stress_drop_mpa", "must be > 0")
         check(0 < self.vs_km_s < self.vp_km_s, "data.demo.vs_km_s", "must be in (0, vp_km_s)")
         check(self.kappa_s >= 0, "data.demo.kappa_s", "must be >= 0")
+        check(abs(self.q_drift) <= 3.0, "data.demo.q_drift", "must be within [-3, 3] (ln Q)")
         check(self.n_colocated_groups >= 0, "data.demo.n_colocated_groups", "must be >= 0")
         for name in ("n_missing_channels", "n_nan_traces", "n_missing_in_hdf5"):
             check(getattr(self, name) >= 0, f"data.demo.{name}", "must be >= 0")
@@ -137,13 +141,82 @@ MAINSHOCK_ISO = MAINSHOCK_ORIGIN_UTC.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
+class TtfConfig:
+    """Time-to-failure classes (Laurenti et al. 2024, ``docs/method.md`` §11)."""
+
+    #: pre and post each sorted by origin time and cut into n_classes/2 chunks of equal
+    #: trace count; an odd number needs ``extra_boundary_time`` (the Visso class)
+    n_classes: int = 4
+    #: with an odd n_classes: the traces between this time and ``task.boundary_time`` form
+    #: a class of their own (Laurenti's ninth: after the 2016-10-26 Visso shocks)
+    extra_boundary_time: str | None = None
+
+    def __post_init__(self) -> None:
+        check(self.n_classes >= 2, "task.ttf.n_classes", f"{self.n_classes} must be >= 2")
+        if self.n_classes % 2 == 1:
+            check(
+                self.extra_boundary_time is not None,
+                "task.ttf.n_classes",
+                f"{self.n_classes} is odd: an odd count needs task.ttf.extra_boundary_time "
+                "(the Visso class) between the pre and post chunks; or choose an even count",
+            )
+            check(
+                self.n_classes >= 3,
+                "task.ttf.n_classes",
+                "an odd count needs at least 3 (1 pre chunk, the extra class, 1 post chunk)",
+            )
+        elif self.extra_boundary_time is not None:
+            check(
+                False,
+                "task.ttf.extra_boundary_time",
+                f"is set but task.ttf.n_classes ({self.n_classes}) is even: the extra class "
+                "needs an odd count (e.g. 9); set it to null or make the count odd",
+            )
+        if self.extra_boundary_time is not None:
+            parsed = parse_times(pd.Series([self.extra_boundary_time]))
+            check(
+                not parsed.isna().iloc[0],
+                "task.ttf.extra_boundary_time",
+                f"{self.extra_boundary_time!r} is not an ISO 8601 time",
+            )
+
+
+@dataclass(frozen=True)
+class MagnitudeConfig:
+    """Magnitude regression (``docs/method.md`` §11)."""
+
+    #: huber (robust to the few mislocated or mis-sized catalogue events) | mse
+    loss: Literal["huber", "mse"] = "huber"
+    #: Huber's switch from quadratic to linear, in magnitude units
+    huber_delta: float = 0.5
+    #: width of the magnitude bins: residuals, selection and mean maps per bin
+    bin_width: float = 0.5
+    #: width of the S−P time bins (a proxy of distance) of the residual table, seconds
+    sp_bin_s: float = 1.0
+    #: gradient-boosting baseline on features of the waveform alone (no catalogue column)
+    baseline_trees: int = 200
+    baseline_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.huber_delta > 0, "task.magnitude.huber_delta", "must be > 0")
+        check(self.bin_width > 0, "task.magnitude.bin_width", "must be > 0")
+        check(self.sp_bin_s > 0, "task.magnitude.sp_bin_s", "must be > 0")
+        check(self.baseline_trees > 0, "task.magnitude.baseline_trees", "must be > 0")
+
+
+@dataclass(frozen=True)
 class TaskConfig:
-    """The classes: traces before (``pre``) and after (``post``) ``boundary_time``."""
+    """What the network learns: the study's pre/post classes, time-to-failure classes or
+    the magnitude (``docs/method.md`` §1, §11)."""
 
     #: ISO 8601 time, UTC unless it names its zone; a trace whose ``source_origin_time`` is
     #: earlier is ``pre``, any other ``post``. The default is the Norcia mainshock; another
     #: time is the wrong-boundary control (checked against the catalogue's span on reading)
     boundary_time: str = MAINSHOCK_ISO
+    #: prepost (the study) | ttf (N time-to-failure classes) | magnitude (regression)
+    kind: Literal["prepost", "ttf", "magnitude"] = "prepost"
+    ttf: TtfConfig = field(default_factory=TtfConfig)
+    magnitude: MagnitudeConfig = field(default_factory=MagnitudeConfig)
 
     def __post_init__(self) -> None:
         parsed = parse_times(pd.Series([self.boundary_time]))
@@ -152,11 +225,22 @@ class TaskConfig:
             "task.boundary_time",
             f"{self.boundary_time!r} is not an ISO 8601 time such as {MAINSHOCK_ISO!r}",
         )
+        extra = self.ttf.extra_boundary_time
+        if extra is not None:
+            check(
+                parse_times(pd.Series([extra])).iloc[0] < parsed.iloc[0],
+                "task.ttf.extra_boundary_time",
+                f"{extra!r} must be earlier than task.boundary_time ({self.boundary_time!r})",
+            )
 
     @property
     def boundary_utc(self) -> pd.Timestamp:
         """``boundary_time`` as a UTC timestamp."""
         return parse_times(pd.Series([self.boundary_time])).iloc[0]
+
+    @property
+    def is_regression(self) -> bool:
+        return self.kind == "magnitude"
 
 
 # --------------------------------------------------------------------------------------
@@ -254,7 +338,8 @@ class SpectrogramConfig:
 class SplitConfig:
     """Train/test split: ``trace`` = the study's random 80/20 (seed 42)."""
 
-    by: Literal["trace", "event", "time"] = "trace"
+    #: auto = trace for the study's pre/post, event (source_id) for ttf and magnitude
+    by: Literal["auto", "trace", "event", "time"] = "auto"
     test_fraction: float = 0.2
     seed: int = 42
     #: the matched-classes control: drop traces (seeded) until pre and post have the same
@@ -270,6 +355,12 @@ class SplitConfig:
             "split.match_bins",
             f"{list(self.match_bins)} must be two widths > 0: [magnitude, S-P seconds]",
         )
+
+    def for_task(self, kind: str) -> SplitConfig:
+        """This split with ``by: auto`` resolved for ``task.kind`` ``kind``."""
+        if self.by != "auto":
+            return self
+        return replace(self, by="trace" if kind == "prepost" else "event")
 
 
 # --------------------------------------------------------------------------------------

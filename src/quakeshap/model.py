@@ -91,6 +91,18 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class Unscale(nn.Module):
+    """``y * std + mean``: a regression head's standardised output back in target units."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(float(std), dtype=torch.float32))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.std + self.mean
+
+
 class DeviceError(RuntimeError):
     """The requested compute device is not available on this machine."""
 
@@ -120,10 +132,28 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def checkpoint_task(ckpt: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The task a checkpoint was trained for: its kind and its outputs' names."""
+    return str(ckpt.get("task", {}).get("kind", "prepost")), tuple(ckpt["class_names"])
+
+
+def check_task(ckpt: dict[str, Any], kind: str, class_names: tuple[str, ...]) -> None:
+    """A :class:`CheckpointError` in one line when the checkpoint was trained for another
+    task (``task.kind``, or other classes) than the data it is handed."""
+    trained = checkpoint_task(ckpt)
+    if trained != (kind, tuple(class_names)):
+        raise CheckpointError(
+            f"the model was trained for task {trained[0]} (outputs {list(trained[1])}) but the "
+            f"spectrogram set is for task {kind} (outputs {list(class_names)}): retrain "
+            "(`dvc repro train`) after changing task parameters"
+        )
+
+
 def model_from_checkpoint(
     ckpt: dict[str, Any],
     input_shape: tuple[int, int, int] | None = None,
     normalized_input: bool = False,
+    task: tuple[str, tuple[str, ...]] | None = None,
 ) -> nn.Module:
     """Rebuild the model in eval mode.
 
@@ -137,7 +167,14 @@ def model_from_checkpoint(
     normalized_input
         False (default): the returned module takes pixel values in [0, 1] and applies the
         checkpoint's normalisation first. True: the bare :class:`CNN2D`.
+    task
+        ``(kind, output names)`` of the data it will see (:func:`check_task`).
+
+    A regression checkpoint (``target_scale``) ends in :class:`Unscale`: the output is in
+    magnitude units either way.
     """
+    if task is not None:
+        check_task(ckpt, *task)
     config = ModelConfig(**ckpt["model_config"])
     if input_shape is not None and tuple(input_shape) != config.input_shape:
         raise CheckpointError(
@@ -145,8 +182,11 @@ def model_from_checkpoint(
             f"spectrograms have shape {tuple(input_shape)}: retrain (`dvc repro train`) "
             "after changing spectrogram parameters"
         )
-    net = CNN2D(config)
+    net: nn.Module = CNN2D(config)
     net.load_state_dict(ckpt["state_dict"])
+    if "target_scale" in ckpt:
+        scale = ckpt["target_scale"]
+        net = nn.Sequential(net, Unscale(scale["mean"], scale["std"]))
     if normalized_input:
         return net.eval()
     norm = ckpt["normalization"]

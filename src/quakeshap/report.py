@@ -243,9 +243,14 @@ def _key_numbers(
         *((f"{name} traces", int(counts.get(name, 0))) for name in CLASS_NAMES),
         ("traces rejected", len(rejected)),
     ]
-    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "n_misclassified"):
+    keys = ("accuracy", "balanced_accuracy", "chance_balanced", "precision", "recall", "f1",
+            "n_misclassified", "mae", "rmse", "r2", "residual_std")  # fmt: skip
+    for key in keys:
         if _is_scalar(evaluate_metrics.get(key)) and key in evaluate_metrics:
             rows.append((f"test {key}", evaluate_metrics[key]))
+    for name, scores in (evaluate_metrics.get("baselines") or {}).items():
+        if isinstance(scores, Mapping) and _is_scalar(scores.get("mae")):
+            rows.append((f"baseline {name.replace('_', ' ')} MAE", scores["mae"]))
     for key in ("n_maps", "additivity_error_max"):
         if _is_scalar(explain_metrics.get(key)) and key in explain_metrics:
             rows.append((f"SHAP {key}", explain_metrics[key]))

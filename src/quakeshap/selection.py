@@ -19,6 +19,12 @@ reason it was picked. Asking for more traces than exist is not an error: the gro
 capped, the shortfall logged and counted in :attr:`Selection.summary`. Nothing is copied;
 later stages look the traces up by name.
 
+For time-to-failure classes the groups are the same over the N classes (``margin`` is
+then the top logit's lead over the second). For a magnitude regression the classes are
+magnitude bins (``task.magnitude.bin_width``), a trace is "correct" when its residual is
+within half a bin, the ``class`` and ``example`` picks are per bin (the example: the
+smallest residual) and the ``misclassified`` group holds the worst residuals first.
+
 Randomness comes from ``seed`` through one independent stream per (group, class or week), so
 changing ``per_week`` does not change the ``class`` picks and vice versa; the input rows are
 put in trace-name order first, so the row order of the predictions does not matter.
@@ -35,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quakeshap.artifacts.predictions import PREDICTION_COLUMNS
+from quakeshap.artifacts import predictions as prediction_table
 from quakeshap.artifacts.selection import (
     CLASS_GROUP,
     EXAMPLE_GROUP,
@@ -84,8 +90,51 @@ def _rows(frame: pd.DataFrame, group: str, reasons: list[str] | str) -> pd.DataF
     )[list(SELECTION_COLUMNS)]
 
 
-def _check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    absent = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
+def _regression_frame(predictions: pd.DataFrame, bin_width: float) -> pd.DataFrame:
+    """A magnitude regression's predictions as the classes' frame: ``label`` = the
+    catalogue magnitude's bin, ``predicted`` = the predicted magnitude's, ``correct`` =
+    residual within half a bin, ``margin`` = how well the trace stands for its group
+    (−|residual| for the correct ones: the best first; |residual| for the others: the
+    worst first), ``reason`` text in ``detail``."""
+    magnitude = predictions["magnitude"].to_numpy(dtype=np.float64)
+    residual = predictions["residual"].to_numpy(dtype=np.float64)
+    lo = np.floor(magnitude / bin_width) * bin_width
+    correct = np.abs(residual) <= bin_width / 2
+    return predictions.assign(
+        label=[f"M{v:.2f}-{v + bin_width:.2f}" for v in lo],
+        predicted=[f"M{v:.2f}" for v in magnitude + residual],
+        correct=correct,
+        margin=np.where(correct, -np.abs(residual), np.abs(residual)),
+        detail=[
+            f"M {m:.2f} predicted {m + r:.2f}" for m, r in zip(magnitude, residual, strict=True)
+        ],
+    )
+
+
+def _class_frame(predictions: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """Classes' predictions with ``margin`` (the top logit's lead over the next: the two
+    logits' difference for the study) and ``detail`` (the logits, for the reasons)."""
+    logits = predictions[[f"logit_{n}" for n in names]].to_numpy(dtype=np.float64)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    if names == CLASS_NAMES:  # the study's: |post - pre| exactly as before
+        margin = (predictions["logit_post"] - predictions["logit_pre"]).abs().to_numpy()
+    else:
+        margin = top2[:, 1] - top2[:, 0]
+    detail = [
+        "logits " + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, row, strict=True))
+        for row in logits
+    ]
+    return predictions.assign(margin=margin, detail=detail)
+
+
+def _check_predictions(predictions: pd.DataFrame, bin_width: float = 0.5) -> pd.DataFrame:
+    regression = prediction_table.is_regression(predictions)
+    names = prediction_table.class_names(predictions)
+    if regression:
+        expected = prediction_table.REGRESSION_COLUMNS
+    else:
+        expected = prediction_table.prediction_columns(names or CLASS_NAMES)
+    absent = [c for c in expected if c not in predictions.columns]
     if absent:
         raise SelectionError(
             f"the predictions table lacks column(s) {absent}; re-run `dvc repro evaluate`"
@@ -95,16 +144,23 @@ def _check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
         raise SelectionError(
             f"trace(s) listed twice in the predictions: {sorted(set(duplicated))[:5]}"
         )
-    labels = set(predictions["label"]) | set(predictions["predicted"])
-    if not labels <= set(CLASS_NAMES):
-        raise SelectionError(
-            f"unknown class name(s) {sorted(labels - set(CLASS_NAMES))}; expected {CLASS_NAMES}"
-        )
+    if not regression:
+        labels = set(predictions["label"]) | set(predictions["predicted"])
+        if not labels <= set(names):
+            raise SelectionError(
+                f"unknown class name(s) {sorted(labels - set(names))}; expected {list(names)}"
+            )
     frame = predictions.sort_values("trace_name", kind="stable").reset_index(drop=True)
+    frame = _regression_frame(frame, bin_width) if regression else _class_frame(frame, names)
     frame["correct"] = frame["correct"].astype(bool)
     frame["week"] = frame["week"].astype(np.int64)
-    frame["margin"] = (frame["logit_post"] - frame["logit_pre"]).abs()
     return frame
+
+
+def _classes(frame: pd.DataFrame) -> list[str]:
+    """The classes of a checked frame in output order (magnitude bins ascending)."""
+    names = prediction_table.class_names(frame)
+    return list(names) if names else sorted(frame["label"].unique())
 
 
 def pick_per_class(
@@ -112,7 +168,7 @@ def pick_per_class(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``per_class`` random correctly classified traces of each class (capped)."""
     picks, summary = [], {}
-    for c, name in enumerate(CLASS_NAMES):
+    for c, name in enumerate(_classes(frame)):
         pool = frame[frame["correct"] & (frame["label"] == name)]
         chosen = _sample(pool, per_class, _stream(seed, 0, c))
         capped = per_class - len(chosen)
@@ -139,9 +195,7 @@ def pick_misclassified(
             max_misclassified, len(wrong), int((~frame["correct"]).sum()),
         )  # fmt: skip
     reasons = [
-        f"'{r.label}' classified as '{r.predicted}' (logits pre {r.logit_pre:.3f}, "
-        f"post {r.logit_post:.3f})"
-        for r in wrong.itertuples()
+        f"'{r.label}' classified as '{r.predicted}' ({r.detail})" for r in wrong.itertuples()
     ]
     summary = {"available": int((~frame["correct"]).sum()), "selected": len(wrong)}
     return _rows(wrong, MISCLASSIFIED_GROUP, reasons), summary
@@ -170,7 +224,7 @@ def pick_examples(
         chosen = frame.set_index("trace_name").loc[names].reset_index()
         return _rows(chosen, EXAMPLE_GROUP, "example named in select.examples")
     rows = []
-    for name in CLASS_NAMES:
+    for name in _classes(frame):
         pool = frame[frame["correct"] & (frame["label"] == name)]
         if pool.empty:
             log.warning("no correctly classified '%s' test trace: no example for that class", name)
@@ -194,7 +248,9 @@ def _most_confident(pool: pd.DataFrame, k: int) -> pd.DataFrame:
     return pool.sort_values(["margin", "trace_name"], ascending=[False, True]).iloc[:k]
 
 
-def most_confident_per_class(predictions: pd.DataFrame, per_class: int) -> pd.DataFrame:
+def most_confident_per_class(
+    predictions: pd.DataFrame, per_class: int, bin_width: float = 0.5
+) -> pd.DataFrame:
     """The ``per_class`` most confidently correct test traces of each class, as ``class``
     rows of a selection (:data:`SELECTION_COLUMNS`), most confident first.
 
@@ -202,9 +258,9 @@ def most_confident_per_class(predictions: pd.DataFrame, per_class: int) -> pd.Da
     label the model is surest of. A class with fewer correct traces gives all it has
     (logged).
     """
-    frame = _check_predictions(predictions)
+    frame = _check_predictions(predictions, bin_width)
     rows = []
-    for name in CLASS_NAMES:
+    for name in _classes(frame):
         best = _most_confident(frame[frame["correct"] & (frame["label"] == name)], per_class)
         if len(best) < per_class:
             log.warning(
@@ -298,6 +354,7 @@ def select_traces(
     predictions: pd.DataFrame,
     cfg: SelectConfig,
     known_traces: Collection[str] | None = None,
+    bin_width: float = 0.5,
 ) -> Selection:
     """The whole selection (module docstring) from a predictions table.
 
@@ -311,8 +368,10 @@ def select_traces(
     known_traces
         Every trace name of the data set, to word the error for an example that is not a
         test trace; optional.
+    bin_width
+        ``task.magnitude.bin_width``: the magnitude bins of a regression's predictions.
     """
-    frame = _check_predictions(predictions)
+    frame = _check_predictions(predictions, bin_width)
     by_class, class_summary = pick_per_class(frame, cfg.per_class, cfg.seed)
     wrong, wrong_summary = pick_misclassified(frame, cfg.max_misclassified)
     examples = pick_examples(frame, cfg.examples, known_traces)

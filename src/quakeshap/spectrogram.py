@@ -52,8 +52,10 @@ from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.catalog import prepare_catalog
 from quakeshap.config import Params, SpectrogramConfig, resolve_workers
 from quakeshap.files import remove_outputs
+from quakeshap.magnitude_baseline import FEATURE_NAMES, waveform_features
 from quakeshap.masking import fill_outside_columns
-from quakeshap.record import to_uint8
+from quakeshap.record import P_ARRIVAL_S, to_uint8
+from quakeshap.task import task_record
 
 log = logging.getLogger(__name__)
 
@@ -337,11 +339,15 @@ class ImageChunk:
     rejected
         ``{catalogue position: reason}`` for the chunk's rows left out: unusable
         waveforms (:func:`quakeshap.waveforms.iter_waveforms`) and constant spectrograms.
+    features
+        With ``features=True``: the waveform features of the same rows
+        (:func:`quakeshap.magnitude_baseline.waveform_features`), else None.
     """
 
     rows: np.ndarray
     images: np.ndarray
     rejected: dict[int, str]
+    features: pd.DataFrame | None = None
 
 
 def stream_images(
@@ -350,6 +356,7 @@ def stream_images(
     cfg: SpectrogramConfig,
     skip: pd.Series | None = None,
     workers: int = 1,
+    features: bool = False,
 ) -> Iterator[ImageChunk]:
     """The stored images of every usable catalogue row, ``cfg.chunk_size`` rows at a time.
 
@@ -369,8 +376,14 @@ def stream_images(
         Rows already rejected (a reason, or ``None``): not read, reported with that reason.
     workers
         Threads computing chunks; 1 = this thread only.
+    features
+        Also compute the waveform features of every image's trace (the magnitude task's
+        gradient-boosting baseline), from the same ``n_samples`` the image is made of.
     """
     names = catalog["trace_name"].to_numpy()
+    if features:
+        s_delay = pd.to_numeric(catalog["p_s_diff_sec"], errors="coerce").to_numpy(np.float64)
+        s_samples = np.round((P_ARRIVAL_S + s_delay) * cfg.sampling_rate_hz)
     hdf5_files = catalog["hdf5_file"].to_numpy()
     reasons = None if skip is None else skip.to_numpy()
     transform = _preprocessing(cfg)
@@ -397,11 +410,17 @@ def stream_images(
                 out=buffers.data,
             )
             images, flat = spectrogram_images(chunk.data, cfg, dtype)
+            table = None
+            if features:
+                p = np.full(len(chunk.rows), round(P_ARRIVAL_S * cfg.sampling_rate_hz))
+                s = np.clip(np.nan_to_num(s_samples[chunk.rows], nan=p[0]), p, None)
+                table = waveform_features(chunk.data, p, s.astype(np.int64), cfg.sampling_rate_hz)
             if not flat.any():
-                return ImageChunk(chunk.rows, images, chunk.rejected)
+                return ImageChunk(chunk.rows, images, chunk.rejected, table)
             rejected = dict(chunk.rejected)
             rejected.update(dict.fromkeys(chunk.rows[flat].tolist(), FLAT_REASON))
-            return ImageChunk(chunk.rows[~flat], images[~flat], rejected)
+            kept = None if table is None else table[~flat].reset_index(drop=True)
+            return ImageChunk(chunk.rows[~flat], images[~flat], rejected, kept)
 
         if workers <= 1 or len(starts) <= 1:
             yield from map(images_of, starts)
@@ -426,6 +445,16 @@ def _preprocessing(cfg: SpectrogramConfig) -> Callable[[np.ndarray], np.ndarray]
     return functools.partial(
         wf.preprocess_waveforms, sampling_rate_hz=cfg.sampling_rate_hz, cfg=cfg.preprocess
     )
+
+
+def feature_table(metadata: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """``features.csv``: ``trace_name`` and the waveform features of every image, rounded
+    to 6 decimals (their last bits follow the CPU's FFT; rounded, the file is the same
+    on any machine but for a value within 1e-12 of a rounding edge)."""
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=FEATURE_NAMES)
+    table = table.round(6)
+    table.insert(0, "trace_name", metadata["trace_name"].to_numpy())
+    return table
 
 
 def build_spectrogram_set(
@@ -462,13 +491,20 @@ def build_spectrogram_set(
     image_shape = (3, len(frequency_hz), len(time_s))
     names = catalog["trace_name"].to_numpy()
     kept: list[np.ndarray] = []
+    tables: list[pd.DataFrame] = []
+    with_features = params.task.kind == "magnitude"
     rejected: dict[int, str] = {}
     # images stream to disk chunk by chunk: memory is bounded by the chunk size
     with spectrogram_set.writing(
         out, image_shape, QUANTIZED_DTYPES[cfg.quantization], len(catalog)
     ) as writer:
-        for chunk in stream_images(catalog, raw, cfg, skip=prepared.skip, workers=workers):
+        chunks = stream_images(
+            catalog, raw, cfg, skip=prepared.skip, workers=workers, features=with_features
+        )
+        for chunk in chunks:
             rejected.update(chunk.rejected)
+            if chunk.features is not None:
+                tables.append(chunk.features)
             images = chunk.images
             if prepared.keep_columns is not None:
                 columns = prepared.keep_columns[chunk.rows]
@@ -487,6 +523,9 @@ def build_spectrogram_set(
             wf.rejection_table(catalog, defects), len(catalog), cfg.max_rejected_fraction, raw
         )
         metadata = wf.metadata_table(catalog.iloc[rows], cfg.sampling_rate_hz)
-        writer.finish(metadata, spectrogram_set.axes_record(cfg, frequency_hz, time_s))
+        axes = spectrogram_set.axes_record(cfg, frequency_hz, time_s, task_record(params.task))
+        if with_features:  # the magnitude baseline's inputs, beside the images
+            writer.write_features(feature_table(metadata, tables))
+        writer.finish(metadata, axes)
         metrics.write_rejected(rejected_csv, rejections)
     return metadata, rejections

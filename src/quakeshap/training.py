@@ -50,10 +50,10 @@ from tqdm.auto import tqdm
 
 from quakeshap.artifacts import checkpoint
 from quakeshap.artifacts.metrics import HISTORY_COLUMNS
-from quakeshap.artifacts.spectrograms import SpectrogramSet
-from quakeshap.config import TrainConfig
+from quakeshap.artifacts.spectrograms import DatasetError, SpectrogramSet
+from quakeshap.config import TaskConfig, TrainConfig
 from quakeshap.model import CNN2D, ModelConfig, resolve_device
-from quakeshap.record import CHANNELS, CLASS_NAMES
+from quakeshap.record import CHANNELS
 from quakeshap.torch_runtime import Precision, choose_precision, deterministic_torch, fold_seed
 from quakeshap.training_data import (
     TrainingError,
@@ -75,9 +75,10 @@ log = logging.getLogger(__name__)
 
 
 class EarlyStopping:
-    """Stop when validation accuracy has not improved for ``patience`` epochs.
+    """Stop when the validation score (accuracy; −MAE for magnitude) has not improved for
+    ``patience`` epochs.
 
-    Only a strictly higher accuracy counts as an improvement, so the earliest of equally
+    Only a strictly higher score counts as an improvement, so the earliest of equally
     good epochs is kept.
     """
 
@@ -89,10 +90,10 @@ class EarlyStopping:
         self.best_epoch: int | None = None
         self.epochs_without_improvement = 0
 
-    def update(self, epoch: int, accuracy: float) -> bool:
-        """Record one epoch's accuracy; True when it is the best so far."""
-        if self.best is None or accuracy > self.best:
-            self.best, self.best_epoch = accuracy, epoch
+    def update(self, epoch: int, score: float) -> bool:
+        """Record one epoch's score; True when it is the best so far."""
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch = score, epoch
             self.epochs_without_improvement = 0
             return True
         self.epochs_without_improvement += 1
@@ -110,22 +111,72 @@ class FoldResult:
     fold: int
     state_dict: dict[str, torch.Tensor]  # weights of the best epoch, on the CPU
     best_epoch: int
-    best_val_accuracy: float
+    best_val_score: float  # accuracy; −MAE (magnitude units) for a regression
     best_val_loss: float
     epochs_run: int
     n_train: int
     n_val: int
-    history: list[dict[str, float]]  # one row per epoch: fold, epoch, losses, accuracy
+    history: list[dict[str, float]]  # one row per epoch: fold, epoch, losses, score
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a fold minimises and scores: the classes, or the magnitude.
+
+    A regression trains on standardised targets (``(m - mean) / std`` of the train split)
+    with a Huber (``delta`` in magnitude units, divided by ``std``) or squared loss; its
+    score is −MAE in magnitude units, so that higher is better for both kinds.
+    """
+
+    regression: bool = False
+    loss: str = "cross_entropy"  # cross_entropy | huber | mse
+    huber_delta: float = 0.5
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @property
+    def score_name(self) -> str:
+        return "val_mae" if self.regression else "val_accuracy"
+
+    def loss_fn(self, reduction: str = "mean") -> nn.Module:
+        if self.loss == "huber":
+            return nn.HuberLoss(reduction=reduction, delta=self.huber_delta / self.target_std)
+        if self.loss == "mse":
+            return nn.MSELoss(reduction=reduction)
+        return nn.CrossEntropyLoss(reduction=reduction)
+
+    def outputs(self, model_output: torch.Tensor) -> torch.Tensor:
+        """The model's output as the loss takes it: logits, or ``(n,)`` values."""
+        return model_output[:, 0] if self.regression else model_output
+
+    def targets(self, values: np.ndarray, device: torch.device) -> torch.Tensor:
+        if not self.regression:
+            return torch.as_tensor(values, dtype=torch.int64).to(device)
+        scaled = (np.asarray(values, np.float64) - self.target_mean) / self.target_std
+        return torch.as_tensor(scaled, dtype=torch.float32).to(device)
+
+    def batch_score(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Sum over the batch: correct predictions, or −|error| in magnitude units."""
+        if self.regression:
+            return -((outputs.double() - y.double()).abs().sum() * self.target_std)
+        return (outputs.argmax(dim=1) == y).sum().double()
+
+    def report(self, score: float) -> float:
+        """A score as written to the history and metrics: accuracy, or MAE (positive)."""
+        return -score if self.regression else score
+
+
+CLASSIFICATION = Objective()
 
 
 def choose_best_fold(folds: Sequence[FoldResult]) -> int:
-    """Position in ``folds`` of the model: highest best validation accuracy, then lowest
-    validation loss at that epoch, then lowest fold number."""
+    """Position in ``folds`` of the model: highest best validation score (accuracy, or
+    −MAE), then lowest validation loss at that epoch, then lowest fold number."""
     if not folds:
         raise TrainingError("no fold was trained")
     ranked = sorted(
         range(len(folds)),
-        key=lambda i: (-folds[i].best_val_accuracy, folds[i].best_val_loss, folds[i].fold),
+        key=lambda i: (-folds[i].best_val_score, folds[i].best_val_loss, folds[i].fold),
     )
     return ranked[0]
 
@@ -142,30 +193,34 @@ def _evaluate_batches(
     index: torch.Tensor,
     precision: Precision,
     batch_size: int,
+    objective: Objective = CLASSIFICATION,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on rows ``index`` of ``x``/``y``.
+    """Mean loss and score (accuracy, or −MAE) of ``model`` on rows ``index`` of ``x``/``y``.
 
     In batches of the training's size, as the study validated: on a CPU they stay in cache
     (batches of 512 made the validation pass twice as slow, ``benchmarks/bench_training``).
     """
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    score = torch.zeros((), dtype=torch.float64, device=x.device)
+    loss_fn = objective.loss_fn(reduction="sum")
     with torch.inference_mode():
         for start in range(0, len(index), batch_size):
             idx = index[start : start + batch_size]
             with torch.autocast(x.device.type, dtype=precision.dtype, enabled=precision.autocast):
-                logits = model(x[idx].contiguous(memory_format=torch.channels_last))
-            logits = logits.float()
-            loss_sum += nn.functional.cross_entropy(logits, y[idx], reduction="sum").double()
-            correct += (logits.argmax(dim=1) == y[idx]).sum()
+                out = model(x[idx].contiguous(memory_format=torch.channels_last))
+            out = objective.outputs(out.float())
+            loss_sum += loss_fn(out, y[idx]).double()
+            score += objective.batch_score(out, y[idx])
     n = len(index)
-    return float(loss_sum) / n, int(correct) / n
+    return float(loss_sum) / n, float(score) / n
 
 
-def _model_config(shape: tuple[int, ...], dropout: float) -> ModelConfig:
-    """The CNN2D for images of ``shape`` ``(n, channels, height, width)``."""
-    return ModelConfig(in_channels=shape[1], height=shape[2], width=shape[3], dropout=dropout)
+def _model_config(shape: tuple[int, ...], dropout: float, n_outputs: int = 2) -> ModelConfig:
+    """The CNN2D for images of ``shape`` ``(n, channels, height, width)`` with ``n_outputs``
+    outputs (classes; 1 for a regression)."""
+    return ModelConfig(in_channels=shape[1], height=shape[2], width=shape[3],
+                       n_classes=n_outputs, dropout=dropout)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -177,10 +232,16 @@ class _Learner:
     scaler: torch.amp.GradScaler
     loss_fn: nn.Module
     precision: Precision
+    objective: Objective = CLASSIFICATION
 
     @classmethod
     def fresh(
-        cls, config: ModelConfig, cfg: TrainConfig, precision: Precision, device: torch.device
+        cls,
+        config: ModelConfig,
+        cfg: TrainConfig,
+        precision: Precision,
+        device: torch.device,
+        objective: Objective = CLASSIFICATION,
     ) -> _Learner:
         """A newly initialised CNN2D (draws from torch's global generator) and its Adam."""
         # channels_last: the convolutions' fast layout on CPUs (17% faster epochs measured
@@ -188,7 +249,7 @@ class _Learner:
         model = CNN2D(config).to(device, memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
-        return cls(model, optimizer, scaler, nn.CrossEntropyLoss(), precision)
+        return cls(model, optimizer, scaler, objective.loss_fn(), precision, objective)
 
     def train_epoch(
         self,
@@ -217,7 +278,7 @@ class _Learner:
             with torch.autocast(
                 x.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast
             ):
-                loss = self.loss_fn(self.model(batch), y[idx])
+                loss = self.loss_fn(self.objective.outputs(self.model(batch)), y[idx])
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -243,6 +304,8 @@ def train_fold(
     fold: int,
     n_folds: int,
     progress: bool = False,
+    objective: Objective = CLASSIFICATION,
+    n_outputs: int = 2,
 ) -> FoldResult:
     """Train one fold from scratch and keep its best epoch.
 
@@ -251,7 +314,8 @@ def train_fold(
     x
         ``(n, 3, H, W)`` float32 normalised images, already on the training device.
     y
-        ``(n,)`` int64 class indices on the same device.
+        ``(n,)`` int64 class indices on the same device (float32 standardised targets
+        for a regression, :meth:`Objective.targets`).
     train_index, val_index
         Rows of ``x`` to train and to validate on.
     cfg
@@ -261,6 +325,8 @@ def train_fold(
         1-based fold number (it selects the fold's seed) and the fold count (for messages).
     progress
         Draw tqdm bars (one per fold, one per epoch).
+    objective, n_outputs
+        The loss and score (:class:`Objective`), and the model's outputs.
 
     Notes
     -----
@@ -272,7 +338,8 @@ def train_fold(
     seed = fold_seed(cfg.seed, fold)
     torch.manual_seed(seed)  # model initialisation and dropout masks
     batch_generator = torch.Generator(device="cpu").manual_seed(seed)
-    learner = _Learner.fresh(_model_config(x.shape, cfg.dropout), cfg, precision, x.device)
+    config = _model_config(x.shape, cfg.dropout, n_outputs)
+    learner = _Learner.fresh(config, cfg, precision, x.device, objective)
     train_t = torch.as_tensor(train_index, dtype=torch.int64)
     val_t = torch.as_tensor(val_index, dtype=torch.int64, device=x.device)
     stopper = EarlyStopping(cfg.patience)
@@ -286,25 +353,27 @@ def train_fold(
             started = time.perf_counter()
             train_loss = learner.train_epoch(x, y, train_t, batch_generator, cfg.batch_size,
                                              f"epoch {epoch}", progress)  # fmt: skip
-            val_loss, val_accuracy = _evaluate_batches(
-                learner.model, x, y, val_t, learner.precision, cfg.batch_size
+            val_loss, val_score = _evaluate_batches(
+                learner.model, x, y, val_t, learner.precision, cfg.batch_size, objective
             )
-            row = (fold, epoch, train_loss, val_loss, val_accuracy)
+            row = (fold, epoch, train_loss, val_loss, objective.report(val_score))
             history.append(dict(zip(HISTORY_COLUMNS, row, strict=True)))
-            if stopper.update(epoch, val_accuracy):
+            if stopper.update(epoch, val_score):
                 best_loss, best_state = val_loss, learner.weights()
             log.debug(
-                "fold %d epoch %d: train loss %.4f, val loss %.4f, val accuracy %.4f (%.1f s)",
-                *row, time.perf_counter() - started,
+                "fold %d epoch %d: train loss %.4f, val loss %.4f, %s %.4f (%.1f s)",
+                fold, epoch, train_loss, val_loss, objective.score_name, row[-1],
+                time.perf_counter() - started,
             )  # fmt: skip
-            bar.set_postfix(val_acc=f"{val_accuracy:.4f}", best=f"{stopper.best:.4f}")
+            bar.set_postfix(val=f"{row[-1]:.4f}", best=f"{objective.report(stopper.best):.4f}")
             bar.update()
             if stopper.should_stop:
                 break
     assert stopper.best is not None and stopper.best_epoch is not None
     log.info(
-        "fold %d/%d: best epoch %d of %d, val accuracy %.4f, val loss %.4f",
-        fold, n_folds, stopper.best_epoch, len(history), stopper.best, best_loss,
+        "fold %d/%d: best epoch %d of %d, %s %.4f, val loss %.4f",
+        fold, n_folds, stopper.best_epoch, len(history), objective.score_name.replace("_", " "),
+        objective.report(stopper.best), best_loss,
     )  # fmt: skip
     return FoldResult(fold, best_state, stopper.best_epoch, stopper.best, best_loss,
                       len(history), len(train_index), len(val_index), history)  # fmt: skip
@@ -317,6 +386,7 @@ class CrossValidation:
     folds: list[FoldResult]
     best: int
     model_config: ModelConfig
+    objective: Objective = CLASSIFICATION
 
     @property
     def best_fold(self) -> FoldResult:
@@ -325,9 +395,10 @@ class CrossValidation:
     def history(self) -> pd.DataFrame:
         """One row per (fold, epoch): :data:`~quakeshap.artifacts.metrics.HISTORY_COLUMNS`."""
         rows = [row for fold in self.folds for row in fold.history]
-        return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype(
+        table = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype(
             {"fold": "int64", "epoch": "int64"}
         )
+        return table.rename(columns={HISTORY_COLUMNS[-1]: self.objective.score_name})
 
 
 def cross_validate(
@@ -339,6 +410,8 @@ def cross_validate(
     *,
     device: torch.device | None = None,
     progress: bool = False,
+    objective: Objective = CLASSIFICATION,
+    n_outputs: int = 2,
 ) -> CrossValidation:
     """K-fold cross-validation of CNN2D on an (already balanced) training set.
 
@@ -347,7 +420,8 @@ def cross_validate(
     images
         ``(n, 3, H, W)``, ``uint8`` (``floor(255 x)``) or float in [0, 1].
     labels
-        ``(n,)`` class indices (0 = pre, 1 = post).
+        ``(n,)`` class indices (0 = pre, 1 = post for the study); magnitudes for a
+        regression ``objective``.
     mean, std
         ``(3,)`` per-channel normalisation of the [0, 1] pixel values.
     cfg
@@ -356,29 +430,33 @@ def cross_validate(
         Where to train; None = resolve ``cfg.device``.
     progress
         Draw progress bars.
+    objective, n_outputs
+        Classes (the default) or a regression (:class:`Objective`), and the model's outputs.
     """
     if len(images) != len(labels):
         raise TrainingError(f"{len(images)} images but {len(labels)} labels")
     device = resolve_device(cfg.device) if device is None else device
     folds_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
-    folds = kfold_indices(labels, cfg.n_folds, folds_rng)
+    folds = kfold_indices(None if objective.regression else labels, cfg.n_folds, folds_rng,
+                          n=len(labels))  # fmt: skip
     with deterministic_torch(cfg.seed, device, cfg.num_threads):
         x = normalised_tensor(images, mean, std, device)
-        y = torch.as_tensor(labels, dtype=torch.int64).to(device)
+        y = objective.targets(labels, device)
         results = []
         everything = np.arange(len(labels))
         for k, val in enumerate(folds, start=1):
             train = np.setdiff1d(everything, val, assume_unique=True)
             results.append(
-                train_fold(x, y, train, val, cfg, fold=k, n_folds=cfg.n_folds, progress=progress)
-            )
+                train_fold(x, y, train, val, cfg, fold=k, n_folds=cfg.n_folds,
+                           progress=progress, objective=objective, n_outputs=n_outputs)
+            )  # fmt: skip
     best = choose_best_fold(results)
     log.info(
-        "chosen: fold %d (val accuracy %.4f)", results[best].fold, results[best].best_val_accuracy
-    )
-    return CrossValidation(
-        folds=results, best=best, model_config=_model_config(images.shape, cfg.dropout)
-    )
+        "chosen: fold %d (%s %.4f)", results[best].fold, objective.score_name.replace("_", " "),
+        objective.report(results[best].best_val_score),
+    )  # fmt: skip
+    config = _model_config(images.shape, cfg.dropout, n_outputs)
+    return CrossValidation(folds=results, best=best, model_config=config, objective=objective)
 
 
 # --------------------------------------------------------------------------------------
@@ -397,10 +475,23 @@ class TrainingRun:
     split: TrainTestSplit = field(repr=False)
 
 
+def objective_for(data: SpectrogramSet, task: TaskConfig, train_rows: np.ndarray) -> Objective:
+    """Cross-entropy over the classes, or the magnitude loss of ``task.magnitude`` on
+    targets standardised by the train rows' mean and (population) std."""
+    if not data.is_regression:
+        return CLASSIFICATION
+    values = data.targets()[train_rows].astype(np.float64)
+    std = float(values.std()) if len(values) > 1 and values.std() > 0 else 1.0
+    return Objective(regression=True, loss=task.magnitude.loss,
+                     huber_delta=task.magnitude.huber_delta,
+                     target_mean=float(values.mean()), target_std=std)  # fmt: skip
+
+
 def train_model(
     data: SpectrogramSet,
     cfg: TrainConfig,
     *,
+    task: TaskConfig | None = None,
     device: torch.device | None = None,
     progress: bool = False,
 ) -> TrainingRun:
@@ -408,31 +499,40 @@ def train_model(
 
     The checkpoint of the chosen fold also records the traces trained and tested on
     (``train_traces``, ``test_traces``): the evaluate stage tests on exactly that test set,
-    which differs from the ``split`` column under ``exclude_colocated``.
+    which differs from the ``split`` column under ``exclude_colocated``. The task (classes
+    or magnitude) is the set's (:attr:`SpectrogramSet.task_kind`); ``task`` gives the
+    magnitude loss (default: ``TaskConfig()``'s). A regression trains on every train
+    trace: there are no classes to balance.
     """
+    task = TaskConfig() if task is None else task
     device = resolve_device(cfg.device) if device is None else device
     split = train_test_split(data.metadata, cfg.exclude_colocated)
     if len(split.test) == 0:
         log.warning("the test set is empty: the evaluate stage will have nothing to score")
     if len(split.train) == 0:
         raise TrainingError("the train split is empty; check metadata.csv's 'split' column")
-    unknown = sorted(set(data.metadata["label"].astype(str)) - set(CLASS_NAMES))
-    if unknown:
-        raise TrainingError(
-            f"metadata column 'label' holds {unknown[:5]}; expected only {list(CLASS_NAMES)}"
-        )
-    labels_all = data.labels()
+    try:
+        labels_all = data.targets()
+    except DatasetError as exc:
+        raise TrainingError(str(exc)) from None
     train_labels = labels_all[split.train]
-    balance_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0]))
-    balanced = split.train[balance_classes(train_labels, cfg.balance, balance_rng)]
+    objective = objective_for(data, task, split.train)
+    if objective.regression:
+        balanced = split.train
+    else:
+        balance_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0]))
+        balanced = split.train[
+            balance_classes(train_labels, cfg.balance, balance_rng, data.class_names)
+        ]
     shuffle_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
     labels_all = training_labels(labels_all, balanced, cfg.shuffle_labels, shuffle_rng)
     mean, std = channel_statistics(data.images[split.train])
-    _log_split(split, train_labels, len(balanced), cfg.exclude_colocated, device)
+    _log_split(split, train_labels, len(balanced), cfg.exclude_colocated, device, data)
     started = time.perf_counter()
+    n_outputs = 1 if objective.regression else len(data.class_names)
     cv = cross_validate(
         data.images[balanced], labels_all[balanced], mean, std, cfg,
-        device=device, progress=progress,
+        device=device, progress=progress, objective=objective, n_outputs=n_outputs,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     epochs = sum(f.epochs_run for f in cv.folds)
@@ -448,13 +548,24 @@ def train_model(
     }
     if cfg.shuffle_labels:  # recorded only when on: the default outputs stay as they were
         traces["shuffle_labels"] = True
-    model = _fold_checkpoint(cv.model_config, cv.best_fold, normalization, traces)
+    # the task, recorded only for the other kinds: the study's checkpoint stays as it was
+    task_keys: dict[str, Any] = {}
+    if data.task_kind != "prepost":
+        task_keys["task"] = {"kind": data.task_kind, "classes": list(data.class_names)}
+    if objective.regression:
+        task_keys["target_scale"] = {"mean": objective.target_mean, "std": objective.target_std}
+    classes = list(data.class_names)
+    model = _fold_checkpoint(cv.model_config, cv.best_fold, normalization,
+                             {**traces, **task_keys}, classes)  # fmt: skip
     metrics = _run_metrics(split, len(balanced), cv, normalization, epochs)
     if cfg.shuffle_labels:
         metrics["shuffle_labels"] = True
     return TrainingRun(
         model=model,
-        folds={f.fold: _fold_checkpoint(cv.model_config, f, normalization, {}) for f in cv.folds},
+        folds={
+            f.fold: _fold_checkpoint(cv.model_config, f, normalization, task_keys, classes)
+            for f in cv.folds
+        },
         metrics=metrics,
         history=cv.history(),
         split=split,
@@ -467,12 +578,17 @@ def _log_split(
     n_balanced: int,
     exclude_colocated: bool,
     device: torch.device,
+    data: SpectrogramSet,
 ) -> None:
-    counts = np.bincount(train_labels, minlength=len(CLASS_NAMES))
+    if data.is_regression:
+        what = f"magnitude {train_labels.min():.2f} to {train_labels.max():.2f}"
+    else:
+        counts = np.bincount(train_labels, minlength=len(data.class_names))
+        what = ", ".join(f"{n} {c}" for c, n in zip(data.class_names, counts, strict=True))
     log.info(
-        "train split: %d traces (%s), %d balanced; test set: %d traces%s; device %s",
+        "train split: %d traces (%s), %d trained on; test set: %d traces%s; device %s",
         len(split.train),
-        ", ".join(f"{n} {c}" for c, n in zip(CLASS_NAMES, counts, strict=True)),
+        what,
         n_balanced,
         len(split.test),
         f" ({split.n_colocated_moved} co-located moved from train)" * exclude_colocated,
@@ -485,13 +601,14 @@ def _fold_checkpoint(
     fold: FoldResult,
     normalization: dict[str, list[float]],
     extra: dict[str, Any],
+    class_names: list[str],
 ) -> dict[str, Any]:
     """The self-describing checkpoint of one fold's best weights, with ``extra`` keys."""
     with torch.random.fork_rng(devices=[]):  # the throw-away initialisation draws numbers
         net = CNN2D(config)
     net.load_state_dict(fold.state_dict)
     info = {"fold": fold.fold, "best_epoch": fold.best_epoch, **extra}
-    return checkpoint.make(net, list(CLASS_NAMES), normalization["mean"],
+    return checkpoint.make(net, class_names, normalization["mean"],
                            normalization["std"], extra=info)  # fmt: skip
 
 
@@ -502,17 +619,22 @@ def _run_metrics(
     normalization: dict[str, list[float]],
     epochs: int,
 ) -> dict[str, Any]:
-    """``reports/metrics/train.json``: the split's sizes, the chosen fold, every fold."""
+    """``reports/metrics/train.json``: the split's sizes, the chosen fold, every fold.
+
+    The score is named for what it is: ``val_accuracy``, or ``val_mae`` (magnitude units)
+    for a regression.
+    """
     best = cv.best_fold
+    name, report = cv.objective.score_name, cv.objective.report
     return {
         "n_train": len(split.train),
         "n_balanced": n_balanced,
         "n_test": len(split.test),
         "n_colocated_moved": int(split.n_colocated_moved),
         "chosen_fold": best.fold,
-        "best_val_accuracy": best.best_val_accuracy,
+        f"best_{name}": report(best.best_val_score),
         "best_val_loss": best.best_val_loss,
-        "mean_val_accuracy": float(np.mean([f.best_val_accuracy for f in cv.folds])),
+        f"mean_{name}": float(np.mean([report(f.best_val_score) for f in cv.folds])),
         "epochs_run": int(epochs),
         # per channel (E, N, Z = R, G, B), as dicts so that `dvc metrics show` has columns
         "normalization": {
@@ -522,7 +644,7 @@ def _run_metrics(
         "folds": {
             str(f.fold): {
                 "best_epoch": f.best_epoch,
-                "best_val_accuracy": f.best_val_accuracy,
+                f"best_{name}": report(f.best_val_score),
                 "best_val_loss": f.best_val_loss,
                 "epochs_run": f.epochs_run,
                 "n_train": f.n_train,

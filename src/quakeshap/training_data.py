@@ -156,22 +156,29 @@ def normalised_tensor(
     return out.to(device, non_blocking=pin)
 
 
-def balance_classes(labels: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
+def balance_classes(
+    labels: np.ndarray,
+    how: str,
+    rng: np.random.Generator,
+    class_names: tuple[str, ...] = CLASS_NAMES,
+) -> np.ndarray:
     """Indices (into ``labels``) of a class-balanced subset, ascending.
 
     Parameters
     ----------
     labels
-        ``(n,)`` class indices (positions in :data:`~quakeshap.record.CLASS_NAMES`).
+        ``(n,)`` class indices (positions in ``class_names``).
     how
         ``"undersample"``: every class is cut at random to the size of the smallest one
         (the study). ``"none"``: all indices.
     rng
         Source of the random choice.
+    class_names
+        The classes (the study's ``pre``/``post`` by default; the time-to-failure classes).
     """
-    n_classes = len(CLASS_NAMES)
+    n_classes = len(class_names)
     counts = np.bincount(labels, minlength=n_classes)
-    empty = [CLASS_NAMES[c] for c in np.flatnonzero(counts == 0)]
+    empty = [class_names[c] for c in np.flatnonzero(counts == 0)]
     if empty:
         raise TrainingError(
             f"the train split has no '{', '.join(empty)}' traces (class counts "
@@ -189,7 +196,9 @@ def balance_classes(labels: np.ndarray, how: str, rng: np.random.Generator) -> n
     return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
-def kfold_indices(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[np.ndarray]:
+def kfold_indices(
+    labels: np.ndarray | None, n_folds: int, rng: np.random.Generator, n: int | None = None
+) -> list[np.ndarray]:
     """Validation indices of each fold: a seeded shuffle cut into ``n_folds`` parts.
 
     The parts are disjoint and together cover ``0 .. n - 1`` (sizes differ by at most
@@ -199,9 +208,10 @@ def kfold_indices(labels: np.ndarray, n_folds: int, rng: np.random.Generator) ->
     Parameters
     ----------
     labels
-        ``(n,)`` class indices of the (balanced) training set.
+        ``(n,)`` class indices of the (balanced) training set; None for a regression
+        (no class check), with ``n`` the number of images.
     """
-    n = len(labels)
+    n = len(labels) if labels is not None else int(n)
     if n_folds < 2:
         raise TrainingError(f"train.n_folds = {n_folds}: cross-validation needs >= 2 folds")
     if n < 2 * n_folds:
@@ -211,6 +221,8 @@ def kfold_indices(labels: np.ndarray, n_folds: int, rng: np.random.Generator) ->
         )
     order = rng.permutation(n)
     folds = [np.sort(part).astype(np.int64) for part in np.array_split(order, n_folds)]
+    if labels is None:
+        return folds
     n_classes = len(np.unique(labels))
     for k, val in enumerate(folds, start=1):
         mask = np.ones(n, dtype=bool)
@@ -219,7 +231,7 @@ def kfold_indices(labels: np.ndarray, n_folds: int, rng: np.random.Generator) ->
             if len(np.unique(part)) < n_classes:
                 raise TrainingError(
                     f"fold {k}/{n_folds}: its {what} part holds a single class "
-                    f"({len(part)} images, all '{CLASS_NAMES[int(part[0])]}'); use fewer "
+                    f"({len(part)} images, all of class {int(part[0])}); use fewer "
                     "folds (train.n_folds) or more data"
                 )
     return folds

@@ -366,7 +366,8 @@ def metadata_table(rows: pd.DataFrame, sampling_rate_hz: float) -> pd.DataFrame:
     study's PNG name, ``<trace_name>.png``), ``associato`` (singleton groups among the
     kept traces reset to 0), ``week``, and SeisBench-style ``station_code``,
     ``trace_p_arrival_sample``, ``trace_s_arrival_sample``, ``trace_p_arrival_s`` (5.0)
-    and ``trace_s_arrival_s`` (5.0 + ``p_s_diff_sec``). Index 0..n-1.
+    and ``trace_s_arrival_s`` (5.0 + ``p_s_diff_sec``); then ``target`` when the rows have
+    one (``task.kind`` ttf or magnitude, :mod:`quakeshap.task`). Index 0..n-1.
     """
     s_arrival_s = P_ARRIVAL_S + rows["p_s_diff_sec"].to_numpy(dtype=np.float64)
     # no .copy(): with pandas' copy-on-write the new columns never reach ``rows``, and the
@@ -382,6 +383,8 @@ def metadata_table(rows: pd.DataFrame, sampling_rate_hz: float) -> pd.DataFrame:
     table["trace_s_arrival_sample"] = np.round(s_arrival_s * sampling_rate_hz).astype(np.int64)
     table["trace_p_arrival_s"] = P_ARRIVAL_S
     table["trace_s_arrival_s"] = s_arrival_s
+    if "target" in rows.columns:  # task.kind ttf or magnitude: the class or the value
+        table["target"] = rows["target"]
     return table.reset_index(drop=True)
 
 

@@ -4,7 +4,8 @@ rejected traces.
 ``reports/metrics/{train,evaluate,select,explain,explainers}.json``
     One JSON object per stage (DVC metrics: sorted keys, no timings, stable bytes).
 ``reports/train/history.csv``
-    One row per (fold, epoch): :data:`HISTORY_COLUMNS` (a DVC plot).
+    One row per (fold, epoch): :data:`HISTORY_COLUMNS` (a DVC plot); a magnitude model's
+    last column is ``val_mae`` instead of ``val_accuracy``.
 ``reports/data/rejected.csv``
     One row per trace the ``spectrograms`` stage left out: :data:`REJECTED_COLUMNS`.
 """
@@ -42,12 +43,22 @@ def load(file: str | Path, stage: str) -> dict[str, Any]:
     return read_json(file, stage)
 
 
+#: a magnitude regression's history: its score is the validation MAE
+REGRESSION_HISTORY_COLUMNS: tuple[str, ...] = (*HISTORY_COLUMNS[:-1], "val_mae")
+
+
 def write_history(file: str | Path, history: pd.DataFrame) -> None:
-    write_csv(file, history[list(HISTORY_COLUMNS)])
+    regression = "val_mae" in history.columns
+    write_csv(file, history[list(REGRESSION_HISTORY_COLUMNS if regression else HISTORY_COLUMNS)])
 
 
 def load_history(file: str | Path = HISTORY_PATH) -> pd.DataFrame:
-    return read_table(file, HISTORY_COLUMNS, "train")
+    """The training history (:data:`HISTORY_COLUMNS`, or :data:`REGRESSION_HISTORY_COLUMNS`
+    for a magnitude model)."""
+    table = read_table(file, HISTORY_COLUMNS[:-1], "train")
+    if "val_mae" not in table.columns and HISTORY_COLUMNS[-1] not in table.columns:
+        return read_table(file, HISTORY_COLUMNS, "train")  # the message names the column
+    return table
 
 
 def write_rejected(file: str | Path, rejected: pd.DataFrame) -> None:

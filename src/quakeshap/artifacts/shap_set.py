@@ -14,10 +14,15 @@
     window with S at 4 s (``docs/method.md`` §5).
 ``weekly_mean.npy`` + ``weekly.csv``
     ``(n_weeks, 33, 96, 3)`` mean map per ISO week, and ``week, n_maps`` per row.
+``groups.json``
+    Only for a task other than the study's pre/post (``docs/method.md`` §11): the names of
+    the mean maps' groups, in order (the time-to-failure classes; the magnitude bins), as
+    ``{"groups": [...]}``. Without it the groups are ``pre`` and ``post``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +33,7 @@ import pandas as pd
 from quakeshap import files
 from quakeshap.artifacts import ArtifactError, read_table
 from quakeshap.artifacts.selection import CLASS_GROUP
-from quakeshap.record import CLASS_NAMES, class_index
+from quakeshap.record import CLASS_NAMES
 
 #: where the ``explain`` stage writes the set
 PATH = Path("data/shap")
@@ -38,6 +43,9 @@ MEAN_P_FILE = "mean_p_aligned.npy"
 MEAN_S_FILE = "mean_s_aligned.npy"
 WEEKLY_MEAN_FILE = "weekly_mean.npy"
 WEEKLY_FILE = "weekly.csv"
+GROUPS_FILE = "groups.json"
+#: ``class_name`` of a regression's maps: its one output
+REGRESSION_OUTPUT = "magnitude"
 
 #: columns of ``index.csv``
 INDEX_COLUMNS: tuple[str, ...] = (
@@ -69,6 +77,7 @@ class ShapSet:
     mean_s_aligned: np.ndarray  # (2, 33, 59, 3)
     weekly_mean: np.ndarray  # (n_weeks, 33, 96, 3)
     weekly: pd.DataFrame  # week, n_maps; row i describes weekly_mean[i]
+    groups: tuple[str, ...] = CLASS_NAMES  # names of the mean maps, in order
 
 
 def join_groups(groups: Iterable[str]) -> str:
@@ -82,18 +91,24 @@ def in_group(index: pd.DataFrame, group: str) -> np.ndarray:
     return groups.map(lambda g: group in g).to_numpy(dtype=bool)
 
 
-def class_mean_mask(index: pd.DataFrame, class_idx: int | None = None) -> np.ndarray:
+def class_mean_mask(
+    index: pd.DataFrame, class_idx: int | None = None, groups: tuple[str, ...] = CLASS_NAMES
+) -> np.ndarray:
     """Which maps enter a per-class mean map: ``(n_maps,)`` booleans.
 
-    A map enters the mean of class ``c`` when its trace was selected for the ``class``
-    group, is of class ``c``, is predicted as ``c``, and the map explains ``c``. With
-    ``class_idx`` None, the maps of every class's mean. The mean maps, the metrics and the
-    figures (the arrival histograms drawn under a mean) all use this one rule.
+    A map enters the mean of class ``c`` (position in ``groups``) when its trace was
+    selected for the ``class`` group, is of class ``c``, is predicted as ``c``, and the map
+    explains ``c`` (a regression's maps all explain its one output; its classes are
+    magnitude bins). With ``class_idx`` None, the maps of every class's mean. The mean
+    maps, the metrics and the figures (the arrival histograms drawn under a mean) all use
+    this one rule.
     """
-    label = index["label"].map(class_index).to_numpy()
-    pred = index["predicted"].map(class_index).to_numpy()
-    explained = index["class_index"].to_numpy()
-    own = (label == pred) & (explained == label)
+    position = {name: i for i, name in enumerate(groups)}
+    label = index["label"].astype(str).map(position).fillna(-1).to_numpy(dtype=np.int64)
+    pred = index["predicted"].astype(str).map(position).fillna(-2).to_numpy(dtype=np.int64)
+    explained = index["class_name"].astype(str).to_numpy()
+    regression = explained == REGRESSION_OUTPUT
+    own = (label == pred) & ((explained == index["label"].astype(str).to_numpy()) | regression)
     if class_idx is not None:
         own &= label == class_idx
     return in_group(index, CLASS_GROUP) & own
@@ -108,6 +123,8 @@ def write(folder: str | Path, shap_set: ShapSet) -> None:
         files.save_npy(tmp / MEAN_S_FILE, shap_set.mean_s_aligned)
         files.save_npy(tmp / WEEKLY_MEAN_FILE, shap_set.weekly_mean)
         files.write_csv(tmp / WEEKLY_FILE, shap_set.weekly[list(WEEKLY_COLUMNS)])
+        if tuple(shap_set.groups) != CLASS_NAMES:
+            files.write_json(tmp / GROUPS_FILE, {"groups": list(shap_set.groups)})
 
 
 def _load_array(path: Path, ndim: int) -> np.ndarray:
@@ -142,6 +159,9 @@ def load(folder: str | Path = PATH, image_hw: tuple[int, int] | None = None) -> 
     weekly_mean = _load_array(folder / WEEKLY_MEAN_FILE, 4)
     index = read_table(folder / INDEX_FILE, INDEX_COLUMNS, "explain")
     weekly = read_table(folder / WEEKLY_FILE, WEEKLY_COLUMNS, "explain")
+    groups = CLASS_NAMES
+    if (folder / GROUPS_FILE).is_file():
+        groups = tuple(json.loads((folder / GROUPS_FILE).read_text())["groups"])
     hw = image_hw if image_hw is not None else tuple(values.shape[1:3])
     problems = []
     if values.shape[0] != len(index):
@@ -161,12 +181,12 @@ def load(folder: str | Path = PATH, image_hw: tuple[int, int] | None = None) -> 
         if tuple(array.shape[1:3]) != tuple(hw):
             problems.append(f"{name} maps are {array.shape[1:3]}, the spectrograms {tuple(hw)}")
     for name, array in ((MEAN_P_FILE, mean_p), (MEAN_S_FILE, mean_s)):
-        if array.shape[0] != len(CLASS_NAMES) or array.shape[1] != hw[0]:
+        if array.shape[0] != len(groups) or array.shape[1] != hw[0]:
             problems.append(
-                f"{name} has shape {array.shape}, expected ({len(CLASS_NAMES)}, {hw[0]}, …, 3)"
+                f"{name} has shape {array.shape}, expected ({len(groups)}, {hw[0]}, …, 3)"
             )
     if problems:
         raise ArtifactError(
             f"{folder} is inconsistent: " + "; ".join(problems) + ". Re-run `dvc repro explain`"
         )
-    return ShapSet(values, index, mean_p, mean_s, weekly_mean, weekly)
+    return ShapSet(values, index, mean_p, mean_s, weekly_mean, weekly, groups)

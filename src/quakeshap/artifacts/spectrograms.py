@@ -10,11 +10,17 @@ read by every later stage.
     its PNG files), ``associato`` (co-located group id, 0 = none), ``week`` (ISO week of
     ``trace_start_time``) and SeisBench-style columns of our own (``station_code``,
     ``trace_p_arrival_sample``, ``trace_s_arrival_sample``, ``trace_p_arrival_s``,
-    ``trace_s_arrival_s``).
+    ``trace_s_arrival_s``); ``target`` (the time-to-failure class or the magnitude) when
+    ``task.kind`` is not ``prepost``.
 ``axes.json``
     ``frequency_hz`` (33 values), ``time_s`` (96 values, centre of each window from the
     start of the trace), ``quantization``, and the spectrogram parameters used
-    (:func:`axes_record`), with the time window kept when it is not the whole image.
+    (:func:`axes_record`), with the time window kept when it is not the whole image, and
+    the task (``kind``, ``classes``) when it is not the study's pre/post.
+``features.csv``
+    Only with ``task.kind: magnitude``: ``trace_name`` and the waveform features of each
+    image's trace (:mod:`quakeshap.magnitude_baseline`), the gradient-boosting baseline's
+    inputs; row ``i`` describes image ``i``.
 ``png/``
     Only with ``spectrogram.export_png``: one study-style PNG per image.
 """
@@ -42,6 +48,7 @@ PATH = Path("data/spectrograms")
 IMAGES_FILE = "images.npy"
 METADATA_FILE = "metadata.csv"
 AXES_FILE = "axes.json"
+FEATURES_FILE = "features.csv"
 PNG_DIR = "png"
 
 #: columns every later stage may rely on
@@ -81,13 +88,41 @@ class SpectrogramSet:
         """Pixel values in [0, 1] as float32, ``(n, 3, 33, 96)``: what the model sees."""
         return to_unit(self.images if index is None else self.images[index])
 
+    @property
+    def task_kind(self) -> str:
+        """``prepost`` (the study), ``ttf`` or ``magnitude`` (:mod:`quakeshap.task`)."""
+        return str(self.axes.get("task", {}).get("kind", "prepost"))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The model's outputs by index (``("magnitude",)`` for the regression)."""
+        return tuple(self.axes.get("task", {}).get("classes", CLASS_NAMES))
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task_kind == "magnitude"
+
     def labels(self) -> np.ndarray:
-        """Class indices (0 = pre, 1 = post), ``(n,)`` int64."""
-        return (
-            self.metadata["label"]
-            .map({n: i for i, n in enumerate(CLASS_NAMES)})
-            .to_numpy(dtype=np.int64)
-        )
+        """Class indices into :attr:`class_names` (0 = pre, 1 = post for the study),
+        ``(n,)`` int64; :class:`DatasetError` for a regression set or an unknown class."""
+        if self.is_regression:
+            raise DatasetError("a magnitude set has targets, not classes: use targets()")
+        column = "label" if self.task_kind == "prepost" else "target"
+        index = self.metadata[column].map({n: i for i, n in enumerate(self.class_names)})
+        if index.isna().any():
+            unknown = sorted(set(self.metadata.loc[index.isna(), column].astype(str)))
+            raise DatasetError(
+                f"metadata column {column!r} holds {unknown[:5]}; expected only "
+                f"{list(self.class_names)}: re-run `dvc repro spectrograms`"
+            )
+        return index.to_numpy(dtype=np.int64)
+
+    def targets(self) -> np.ndarray:
+        """What the model is trained to output: class indices, or magnitudes ``(n,)``
+        float32 for ``task.kind: magnitude``."""
+        if self.is_regression:
+            return self.metadata["target"].to_numpy(dtype=np.float32)
+        return self.labels()
 
     def rows(self, trace_names: list[str] | pd.Series) -> np.ndarray:
         """Image indices of the given trace names; unknown names are a :class:`DatasetError`."""
@@ -103,13 +138,17 @@ class SpectrogramSet:
 
 
 def axes_record(
-    cfg: SpectrogramConfig, frequency_hz: np.ndarray, time_s: np.ndarray
+    cfg: SpectrogramConfig,
+    frequency_hz: np.ndarray,
+    time_s: np.ndarray,
+    task: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``axes.json``: the image axes and every spectrogram parameter that made them.
 
     With a time-window ablation (``spectrogram.window`` other than ``all``) the record also
     holds ``time_window`` and ``time_window_fill``; without one it holds neither, as
-    before the ablations existed.
+    before the ablations existed. Likewise ``task`` (:func:`quakeshap.task.task_record`)
+    only for a task other than the study's pre/post.
     """
     record = {
         "frequency_hz": frequency_hz,
@@ -128,6 +167,8 @@ def axes_record(
     }
     if cfg.window != "all":
         record.update(time_window=cfg.window, time_window_fill=cfg.window_fill)
+    if task is not None:
+        record["task"] = task
     return record
 
 
@@ -148,6 +189,10 @@ class SetWriter:
 
     def append(self, images: np.ndarray) -> None:
         self.images.append(images)
+
+    def write_features(self, features: pd.DataFrame) -> None:
+        """``features.csv`` (``task.kind: magnitude`` only), one row per image."""
+        features.to_csv(self.folder / FEATURES_FILE, index=False, lineterminator="\n")
 
     def finish(self, metadata: pd.DataFrame, axes: dict[str, Any]) -> None:
         # straight into the temporary folder, in pieces: files.write_csv's bytes, without
@@ -224,6 +269,17 @@ def load(folder: str | Path = PATH, mmap: bool = False) -> SpectrogramSet:
             f"{paths[IMAGES_FILE]} holds {images.shape[2:]}"
         )
     return SpectrogramSet(images, metadata, frequency_hz, time_s, axes)
+
+
+def load_features(folder: str | Path = PATH) -> pd.DataFrame:
+    """``features.csv`` of a magnitude set (:class:`DatasetError` when it is missing)."""
+    path = Path(folder) / FEATURES_FILE
+    if not path.is_file():
+        raise DatasetError(
+            f"{path} not found: the waveform features are written under task.kind magnitude; "
+            "run `dvc repro spectrograms`"
+        )
+    return pd.read_csv(path, dtype={"trace_name": str})
 
 
 def load_trace_names(folder: str | Path = PATH) -> pd.Series:

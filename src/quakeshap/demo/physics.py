@@ -40,19 +40,25 @@ ground noise alike; its own white noise (1 count RMS) is all that is left above 
 44 Hz. Ground velocity is written in counts (gain 6.0e8 counts per m/s, typical of a
 broadband HH channel).
 
+*Expected spectrogram* (ground truth, not data). :func:`expected_spectrogram` gives the
+mean of the study's spectrogram of a trace over the synthesis' random draws, exactly for
+this model of modulated Gaussian noise (the window's leakage and the detrend included);
+:func:`quakeshap.demo.magnitude_sensitivity` builds on it.
+
 Every exponential, logarithm, power and trigonometric function here is
 :mod:`quakeshap.detmath`'s, so that the waveforms' bits do not depend on the CPU.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from quakeshap import detmath
-from quakeshap.config import DemoConfig
+from quakeshap.config import DemoConfig, SpectrogramConfig
 from quakeshap.record import CHANNELS, P_ARRIVAL_SAMPLE, SAMPLING_RATE_HZ, TRACE_SAMPLES
 
 #: digitiser gain, counts per m/s
@@ -249,6 +255,34 @@ def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
     return rows[name].to_numpy(dtype=np.float64)
 
 
+def _phase(
+    rows: pd.DataFrame, phase: str, cfg: DemoConfig, f: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One phase of catalogue rows: its amplitude spectrum :func:`phase_spectrum` at ``f``
+    ``(m, n_freq)``, its envelope over ``n`` samples ``(m, n)`` and its RMS amplitude on E,
+    N, Z ``(m, 3)`` (without the random site jitter and component scatter)."""
+    hypo = _column(rows, "hypocentral_distance_km")
+    fc_s = _column(rows, "corner_frequency_hz")
+    if phase == "P":
+        onset, travel = np.full(len(rows), P_ARRIVAL_SAMPLE), "p_travel_sec"
+    else:
+        onset, travel = rows["s_arrival_sample"].to_numpy(dtype=np.int64), "s_travel_sec"
+    spectrum = phase_spectrum(
+        f,
+        phase,
+        _column(rows, "source_magnitude"),
+        fc_s,
+        hypo,
+        _column(rows, travel),
+        _column(rows, "q"),
+        cfg,
+    )
+    fc = fc_s * (FC_P_OVER_FC_S if phase == "P" else 1.0)
+    envelope = _envelopes(onset, 1.0 / fc + 0.05 * hypo, phase, n)
+    weights = component_weights(phase, _column(rows, "incidence_rad"), _column(rows, "azimuth_rad"))
+    return spectrum, envelope, weights
+
+
 def _ground_velocity(
     rows: pd.DataFrame, draws: list[_TraceDraws], cfg: DemoConfig, f: np.ndarray, n: int
 ) -> np.ndarray:
@@ -259,32 +293,12 @@ def _ground_velocity(
     )
     spectra = np.stack([d.spectra for d in draws])  # (m, 3, 3, n_freq)
     component = np.stack([d.component for d in draws])  # (m, 2, 3)
-    hypo = _column(rows, "hypocentral_distance_km")
-    fc_s = _column(rows, "corner_frequency_hz")
-    onsets = {
-        "P": np.full(len(rows), P_ARRIVAL_SAMPLE),
-        "S": rows["s_arrival_sample"].to_numpy(dtype=np.int64),
-    }
-    travel = {"P": "p_travel_sec", "S": "s_travel_sec"}
     velocity = np.zeros((len(rows), len(CHANNELS), n))
     for k, phase in enumerate(PHASES):
-        amplitude = jitter * phase_spectrum(
-            f,
-            phase,
-            _column(rows, "source_magnitude"),
-            fc_s,
-            hypo,
-            _column(rows, travel[phase]),
-            _column(rows, "q"),
-            cfg,
-        )
-        fc = fc_s * (FC_P_OVER_FC_S if phase == "P" else 1.0)
-        envelope = _envelopes(onsets[phase], 1.0 / fc + 0.05 * hypo, phase, n)
+        spectrum, envelope, weights = _phase(rows, phase, cfg, f, n)
+        amplitude = jitter * spectrum
         # scale so that the windowed wavelet's Fourier amplitude spectrum is `amplitude`
         scale = 1.0 / (dt * np.sqrt(np.sum(np.square(envelope), axis=1)))
-        weights = component_weights(
-            phase, _column(rows, "incidence_rad"), _column(rows, "azimuth_rad")
-        )
         weights = weights * component[:, k]
         coloured = np.fft.irfft(spectra[:, k] * amplitude[:, None, :], n=n, axis=-1)
         velocity += (scale[:, None] * weights)[:, :, None] * coloured * envelope[:, None, :]
@@ -315,3 +329,109 @@ def synthesize_waveforms(
         digitizer = np.stack([d.digitizer for d in draws])
         out[lo : lo + len(rows)] = velocity * GAIN_COUNTS_PER_M_S + digitizer
     return out
+
+
+# --------------------------------------------------------------------------------------
+# the expected spectrogram (ground truth, not data)
+# --------------------------------------------------------------------------------------
+
+#: zero padding of the spectrogram window in :func:`expected_spectrogram`: its frequency
+#: grid has ``LEAKAGE_OVERSAMPLING * nperseg`` points (fs / 512 = 0.2 Hz for the study)
+LEAKAGE_OVERSAMPLING = 8
+
+
+def _spectrogram_window(spectrogram: SpectrogramConfig) -> np.ndarray:
+    """``scipy.signal.spectrogram``'s default window (what the study used), ``(nperseg,)``."""
+    from scipy import signal  # on use: only the ground truth needs it
+
+    default = inspect.signature(signal.spectrogram).parameters["window"].default
+    return signal.get_window(default, spectrogram.nperseg)
+
+
+class _Periodogram:
+    """How the bins of ``scipy.signal.spectrogram`` see a modulated stationary process.
+
+    After the constant detrend, bin k of a segment x is Σ h_k x with the taper
+    h_k = w e^(−2πikn/N) − μ_k, μ_k = mean_n(w e^(−2πikn/N)) (N = nperseg, w the window).
+    For x = a · c, a a known modulation (an envelope) and c stationary with two-sided power
+    spectrum P₂, the mean periodogram is exactly ∫ P₂(ν) |Σ h_k a e^(−2πiνn/fs)|² dν, and
+    Σ h_k a e^(−2πiνn/fs) = FFT(w a)(ν + k fs/N) − μ_k FFT(a)(ν): two FFTs per segment.
+    """
+
+    def __init__(self, spectrogram: SpectrogramConfig) -> None:
+        self.window = _spectrogram_window(spectrogram)
+        nperseg, fs = spectrogram.nperseg, spectrogram.sampling_rate_hz
+        n_freq = nperseg // 2 + 1
+        self.n_fft = LEAKAGE_OVERSAMPLING * nperseg
+        #: the two-sided frequency grid, as |ν| (Hz), and its step
+        self.abs_frequency_hz = np.abs(np.fft.fftfreq(self.n_fft, d=1.0 / fs))
+        self.step_hz = fs / self.n_fft
+        angle = (2.0 * np.pi / nperseg) * np.outer(np.arange(n_freq), np.arange(nperseg))
+        self.mean_taper = (self.window * (detmath.cos(angle) - 1j * detmath.sin(angle))).mean(1)
+        self.shifted = (
+            np.arange(self.n_fft)[None, :] + LEAKAGE_OVERSAMPLING * np.arange(n_freq)[:, None]
+        ) % self.n_fft
+        # scipy's density scaling, one-sided: doubled but at 0 Hz and (even nperseg) Nyquist
+        self.scale = np.full(n_freq, 1.0 / (fs * np.sum(self.window * self.window)))
+        self.scale[1 : n_freq - 1 if nperseg % 2 == 0 else n_freq] *= 2.0
+
+    def mean(self, modulation: np.ndarray, two_sided_psd: np.ndarray) -> np.ndarray:
+        """Mean periodogram densities ``(n_seg, n_freq)`` of segments whose modulation is
+        ``(n_seg, nperseg)``, of a process of two-sided PSD ``(n_fft,)`` on the grid."""
+        windowed = np.fft.fft(modulation * self.window, self.n_fft, axis=-1)
+        plain = np.fft.fft(modulation, self.n_fft, axis=-1)
+        response = windowed[:, self.shifted] - self.mean_taper[None, :, None] * plain[:, None, :]
+        power = np.square(response.real) + np.square(response.imag)
+        return (power @ two_sided_psd) * (self.step_hz * self.scale)
+
+
+def expected_spectrogram(
+    catalog: pd.DataFrame, cfg: DemoConfig, spectrogram: SpectrogramConfig
+) -> np.ndarray:
+    """Mean spectrogram of catalogue rows' traces, before the log and the normalisation.
+
+    What ``scipy.signal.spectrogram`` (the study's settings in ``spectrogram``) gives on
+    average over the random draws of :func:`synthesize_waveforms`, without the site jitter
+    and the component scatter (factors of mean about 1). Exact otherwise, to the
+    discretisation of the frequency integral: the P and S waves are stationary coloured
+    noise of two-sided spectrum |A_X(f)|² / fs (:func:`phase_spectrum`) times their
+    envelope, with their component weights; the background and digitiser noise is
+    stationary; each window sees them through its spectral response after the constant
+    detrend (:class:`_Periodogram`). So the 0 Hz bin is nearly empty, and the sharp onsets
+    and strong low-frequency S waves of large events leak into the high-frequency bins, as
+    in the images.
+
+    Parameters
+    ----------
+    catalog
+        Rows with the columns of :func:`quakeshap.demo.demo_catalog`.
+    spectrogram
+        ``sampling_rate_hz``, ``n_samples``, ``nperseg`` and ``noverlap`` are read.
+
+    Returns
+    -------
+    ``(n, 3, n_freq, n_time)`` float64 in counts²/Hz (E, N, Z; 33 × 96 for the study's
+    settings), on the frequencies and window centres of the study's spectrogram.
+    """
+    periodogram = _Periodogram(spectrogram)
+    nperseg, step = spectrogram.nperseg, spectrogram.nperseg - spectrogram.noverlap
+    fs = spectrogram.sampling_rate_hz
+    nu = periodogram.abs_frequency_hz
+    ground = noise_psd(nu, _column(catalog, "noise_psd_db")) + digitizer_psd()
+    flat = np.ones((1, nperseg))
+    noise = np.stack([periodogram.mean(flat, psd / 2.0)[0] for psd in ground])
+    n_time = len(range(0, spectrogram.n_samples - nperseg + 1, step))
+    power = np.repeat(noise[:, None, :, None], len(CHANNELS), axis=1).repeat(n_time, axis=3)
+    for phase in PHASES:
+        spectrum, envelope, weights = _phase(catalog, phase, cfg, nu, TRACE_SAMPLES)
+        # the synthesis' scale: the windowed wavelet's Fourier spectrum is the phase's
+        modulation = envelope * (fs / np.sqrt(np.sum(np.square(envelope), axis=1)))[:, None]
+        for i in range(len(catalog)):
+            segments = np.lib.stride_tricks.sliding_window_view(
+                modulation[i, : spectrogram.n_samples], nperseg
+            )[::step]
+            live = segments.any(axis=1)
+            seen = np.zeros((n_time, len(periodogram.scale)))
+            seen[live] = periodogram.mean(segments[live], np.square(spectrum[i]) / fs)
+            power[i] += np.square(weights[i])[:, None, None] * seen.T[None, :, :]
+    return power * (GAIN_COUNTS_PER_M_S * GAIN_COUNTS_PER_M_S)

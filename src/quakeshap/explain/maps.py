@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from quakeshap.artifacts.selection import WEEK_GROUP
-from quakeshap.artifacts.shap_set import WEEKLY_COLUMNS, ShapSet, class_mean_mask, in_group
+from quakeshap.artifacts.shap_set import (
+    REGRESSION_OUTPUT,
+    WEEKLY_COLUMNS,
+    ShapSet,
+    class_mean_mask,
+    in_group,
+)
 from quakeshap.explain.faithfulness import Faithfulness
 from quakeshap.record import (
     CLASS_NAMES,
@@ -27,7 +33,6 @@ from quakeshap.record import (
     S_WINDOW_BEFORE_S,
     STUDY_IMAGE_DURATION_S,
     TIME_WINDOWS,
-    class_index,
     s_window_columns,
     time_window_masks,
 )
@@ -54,6 +59,8 @@ class ShapMaps:
     seconds: float  # wall time of the explanation (not written to cached outputs)
     #: the maps' faithfulness numbers (row i: map i), None when not computed
     faithfulness: Faithfulness | None = None
+    #: the groups of the mean maps (the classes; a regression's magnitude bins)
+    groups: tuple[str, ...] = CLASS_NAMES
 
 
 def align_on_s(
@@ -195,7 +202,9 @@ def _quiet_nanmean() -> Iterator[None]:
         yield
 
 
-def class_means(maps: np.ndarray, index: pd.DataFrame, n_classes: int = 2) -> np.ndarray:
+def class_means(
+    maps: np.ndarray, index: pd.DataFrame, groups: tuple[str, ...] = CLASS_NAMES
+) -> np.ndarray:
     """Per-class mean of the maps :func:`~quakeshap.artifacts.shap_set.class_mean_mask` admits.
 
     ``maps`` may be the full maps or their S-aligned cuts; NaN columns (S windows past the
@@ -203,17 +212,17 @@ def class_means(maps: np.ndarray, index: pd.DataFrame, n_classes: int = 2) -> np
 
     Returns
     -------
-    ``(n_classes, *maps.shape[1:])`` float32.
+    ``(len(groups), *maps.shape[1:])`` float32.
     """
-    out = np.full((n_classes, *maps.shape[1:]), np.nan, dtype=np.float32)
-    for c in range(n_classes):
-        chosen = maps[class_mean_mask(index, c)]
+    out = np.full((len(groups), *maps.shape[1:]), np.nan, dtype=np.float32)
+    for c in range(len(groups)):
+        chosen = maps[class_mean_mask(index, c, groups)]
         if len(chosen):
             with np.errstate(invalid="ignore"), _quiet_nanmean():
                 out[c] = np.nanmean(chosen.astype(np.float64), axis=0)
         else:
             log.warning(
-                "no correctly classified %s trace explained: its mean map is NaN", CLASS_NAMES[c]
+                "no correctly classified %s trace explained: its mean map is NaN", groups[c]
             )
     return out
 
@@ -226,8 +235,10 @@ def weekly_means(maps: np.ndarray, index: pd.DataFrame) -> tuple[np.ndarray, pd.
     ``(n_weeks, *maps.shape[1:])`` float32 and a table of
     :data:`~quakeshap.artifacts.shap_set.WEEKLY_COLUMNS` (``week, n_maps``, weeks ascending).
     """
-    pred = index["predicted"].map(class_index).to_numpy()
-    chosen = in_group(index, WEEK_GROUP) & (index["class_index"].to_numpy() == pred)
+    explained = index["class_name"].astype(str).to_numpy()
+    chosen = in_group(index, WEEK_GROUP) & (
+        (explained == index["predicted"].astype(str).to_numpy()) | (explained == REGRESSION_OUTPUT)
+    )
     weeks = np.sort(index.loc[chosen, "week"].unique())
     means = np.zeros((len(weeks), *maps.shape[1:]), dtype=np.float32)
     counts = []
@@ -253,8 +264,9 @@ def aggregate(
     return ShapSet(
         values=values,
         index=index,
-        mean_p_aligned=class_means(values, index, len(CLASS_NAMES)),
-        mean_s_aligned=class_means(aligned, index, len(CLASS_NAMES)),
+        mean_p_aligned=class_means(values, index, shap_maps.groups),
+        mean_s_aligned=class_means(aligned, index, shap_maps.groups),
         weekly_mean=weekly_mean,
         weekly=weekly,
+        groups=shap_maps.groups,
     )

@@ -25,7 +25,7 @@ from quakeshap.explain.maps import (
     window_fractions,
 )
 from quakeshap.published import TIME_WINDOWS_S
-from quakeshap.record import CLASS_NAMES, P_ARRIVAL_S, STUDY_IMAGE_DURATION_S
+from quakeshap.record import P_ARRIVAL_S, STUDY_IMAGE_DURATION_S
 
 
 def _band_key(lo: float, hi: float) -> str:
@@ -103,8 +103,8 @@ def summarize(
         "mean_map_peak": {},
         "n_class_maps": {},
     }
-    for c, name in enumerate(CLASS_NAMES):
-        mask = class_mean_mask(index, c)
+    for c, name in enumerate(shap_maps.groups):
+        mask = class_mean_mask(index, c, shap_maps.groups)
         metrics["n_class_maps"][name] = int(mask.sum())
         if mask.any():
             b = bands[mask].mean(axis=0)
@@ -150,7 +150,9 @@ def faithfulness_metrics(shap_maps: ShapMaps, cfg: ShapConfig) -> dict[str, Any]
     if faith is None:
         raise ValueError("these maps carry no faithfulness numbers")
     fc = cfg.faithfulness
-    groups = {name: class_mean_mask(index, c) for c, name in enumerate(CLASS_NAMES)}
+    groups = {
+        name: class_mean_mask(index, c, shap_maps.groups) for c, name in enumerate(shap_maps.groups)
+    }
     groups["all"] = np.ones(len(index), dtype=bool)
     per_map = {
         "deletion_auc": faith.deletion_auc,

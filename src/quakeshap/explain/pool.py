@@ -127,12 +127,25 @@ def run_jobs(
 # --------------------------------------------------------------------------------------
 
 
-def class_index(value: Any) -> int:
-    """A class given as a name (``pre``/``post``) or an index → its index."""
-    try:
-        return record.class_index(value)
-    except record.UnknownClassError as exc:
-        raise ExplainError(str(exc)) from None
+def class_index(value: Any, class_names: tuple[str, ...] = CLASS_NAMES) -> int:
+    """A class given as a name (``pre``/``post``, or one of ``class_names``) or an index →
+    its index."""
+    if class_names == CLASS_NAMES:
+        try:
+            return record.class_index(value)
+        except record.UnknownClassError as exc:
+            raise ExplainError(str(exc)) from None
+    if str(value) in class_names:
+        return class_names.index(str(value))
+    raise ExplainError(f"unknown class {value!r}; expected one of {list(class_names)}")
+
+
+def mean_groups(selection: pd.DataFrame, sset: SpectrogramSet) -> tuple[str, ...]:
+    """The groups of the mean maps: the classes, or a regression's magnitude bins (the
+    selection's labels, ascending)."""
+    if sset.is_regression:
+        return tuple(sorted(selection["label"].astype(str).unique()))
+    return sset.class_names
 
 
 def _as_bool(value: Any) -> bool:
@@ -152,6 +165,8 @@ class Plan:
 
     jobs: list[ExplainJob]
     index: pd.DataFrame  # INDEX_COLUMNS without the value columns, row i = map i
+    outputs: tuple[str, ...] = CLASS_NAMES  # the model's outputs, by index
+    groups: tuple[str, ...] = CLASS_NAMES  # the mean maps' groups (mean_groups)
 
 
 def plan_jobs(
@@ -177,15 +192,18 @@ def plan_jobs(
     meta = sset.metadata.iloc[rows].set_index("trace_name")
     images = sset.as_float(rows)
 
+    outputs = sset.class_names
     jobs, records = [], []
     for name, image in zip(names, images, strict=True):
         mine = selection[selection["trace_name"] == name]
-        predicted = {class_index(v) for v in mine["predicted"]}
-        if len(predicted) != 1:
+        if len(set(mine["predicted"].astype(str))) != 1:
             raise ExplainError(f"{SELECTION_PATH} gives trace {name} two predicted classes")
-        pred = predicted.pop()
-        both = any(_as_bool(v) for v in mine["explain_both"])
-        classes = tuple(range(len(CLASS_NAMES))) if both else (pred,)
+        if sset.is_regression:  # one output: the magnitude
+            classes: tuple[int, ...] = (0,)
+        else:
+            pred = class_index(mine["predicted"].iloc[0], outputs)
+            both = any(_as_bool(v) for v in mine["explain_both"])
+            classes = tuple(range(len(outputs))) if both else (pred,)
         jobs.append(ExplainJob(name, image, classes, trace_seed(seed, name)))
         groups = join_groups(mine["group"])
         first = mine.iloc[0]
@@ -194,7 +212,7 @@ def plan_jobs(
                 {
                     "trace_name": name,
                     "class_index": c,
-                    "class_name": CLASS_NAMES[c],
+                    "class_name": outputs[c],
                     "groups": groups,
                     "label": first["label"],
                     "predicted": first["predicted"],
@@ -204,11 +222,12 @@ def plan_jobs(
             )
     index = pd.DataFrame.from_records(records)
     randomised: set[str] = set()
-    for c in range(len(CLASS_NAMES)):
-        names = index.loc[class_mean_mask(index, c), "trace_name"]
+    groups = mean_groups(selection, sset)
+    for c in range(len(groups)):
+        names = index.loc[class_mean_mask(index, c, groups), "trace_name"]
         randomised.update(list(dict.fromkeys(names))[:randomise_per_class])
     jobs = [replace(job, randomise=job.trace_name in randomised) for job in jobs]
-    return Plan(jobs, index)
+    return Plan(jobs, index, outputs, groups)
 
 
 def draw_background(
@@ -247,14 +266,15 @@ def _collect(plan: Plan, results: list[JobResult], cfg: ShapConfig, seconds: flo
     values = np.concatenate([r.values for r in results], axis=0)
     base = np.concatenate([r.base_values for r in results])
     f_x = np.concatenate([r.logits[list(r.classes)] for r in results])
+    names = plan.outputs
     for result, job in zip(results, plan.jobs, strict=True):
         top = int(np.argmax(result.logits))
         pred = plan.index.loc[plan.index["trace_name"] == job.trace_name, "predicted"].iloc[0]
-        if top != class_index(pred):
+        if len(names) > 1 and names[top] != str(pred):
             log.warning(
                 "trace %s: the model predicts %s but the selection says %s",
                 job.trace_name,
-                CLASS_NAMES[top],
+                names[top],
                 pred,
             )
     shap_sum = values.astype(np.float64).sum(axis=(1, 2, 3))
@@ -271,7 +291,7 @@ def _collect(plan: Plan, results: list[JobResult], cfg: ShapConfig, seconds: flo
     faithfulness = None
     if parts and all(part is not None for part in parts):
         faithfulness = concatenate(parts)  # type: ignore[arg-type]
-    return ShapMaps(values, index[list(INDEX_COLUMNS)], seconds, faithfulness)
+    return ShapMaps(values, index[list(INDEX_COLUMNS)], seconds, faithfulness, plan.groups)
 
 
 def explain_selection(
@@ -308,7 +328,9 @@ def explain_selection(
     """
     check_config(cfg, (sset.image_shape[1], sset.image_shape[2], sset.image_shape[0]))
     device = resolve_device(cfg.device)
-    model_from_checkpoint(ckpt, input_shape=sset.image_shape)  # CheckpointError on mismatch
+    # CheckpointError on another image shape or another task
+    model_from_checkpoint(ckpt, input_shape=sset.image_shape,
+                          task=(sset.task_kind, sset.class_names))  # fmt: skip
     fc = cfg.faithfulness
     plan = plan_jobs(selection, sset, cfg.seed, fc.randomisation_per_class if fc.enabled else 0)
     background = None

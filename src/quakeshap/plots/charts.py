@@ -207,16 +207,26 @@ def plot_dataset_overview(fig: Figure, metadata: pd.DataFrame, shap_stats: pd.Da
 # --------------------------------------------------------------------------------------
 
 
-def plot_confusion_matrix(ax: Axes, labels: Sequence[Any], predicted: Sequence[Any]) -> np.ndarray:
+def plot_confusion_matrix(
+    ax: Axes,
+    labels: Sequence[Any],
+    predicted: Sequence[Any],
+    names: tuple[str, ...] = CLASS_NAMES,
+) -> np.ndarray:
     """Counts and row percentages of (true label, predicted label).
 
-    Figure §6.6 of ``docs/method.md``.
+    Figure §6.6 of ``docs/method.md``; ``names`` are the classes in order (the study's
+    pre/post; N time-to-failure classes).
 
-    Returns the ``(2, 2)`` matrix drawn (rows = label, columns = prediction; pre, post).
+    Returns the ``(N, N)`` matrix drawn (rows = label, columns = prediction).
     """
-    truth = np.array([CLASS_NAMES.index(class_name(v)) for v in labels], dtype=np.int64)
-    guess = np.array([CLASS_NAMES.index(class_name(v)) for v in predicted], dtype=np.int64)
-    n = len(CLASS_NAMES)
+    if names == CLASS_NAMES:
+        truth = np.array([CLASS_NAMES.index(class_name(v)) for v in labels], dtype=np.int64)
+        guess = np.array([CLASS_NAMES.index(class_name(v)) for v in predicted], dtype=np.int64)
+    else:
+        truth = np.array([names.index(str(v)) for v in labels], dtype=np.int64)
+        guess = np.array([names.index(str(v)) for v in predicted], dtype=np.int64)
+    n = len(names)
     matrix = np.bincount(truth * n + guess, minlength=n * n).reshape(n, n)
     rows = np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(matrix / rows, cmap="Blues", vmin=0, vmax=1)
@@ -231,8 +241,8 @@ def plot_confusion_matrix(ax: Axes, labels: Sequence[Any], predicted: Sequence[A
                 va="center",
                 color="white" if share > 0.5 else "black",
             )
-    ax.set_xticks(range(n), CLASS_NAMES)
-    ax.set_yticks(range(n), CLASS_NAMES)
+    ax.set_xticks(range(n), names, rotation=45 if n > 4 else 0)
+    ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("label")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
@@ -249,6 +259,7 @@ def plot_training_curves(
     """
     ax_loss, ax_acc = axes
     cmap = matplotlib.colormaps["tab10"]
+    score = "val_mae" if "val_mae" in history.columns else "val_accuracy"
     for k, (fold, part) in enumerate(history.sort_values(["fold", "epoch"]).groupby("fold")):
         color = cmap(k % 10)
         lw = 2.2 if best_fold is not None and int(fold) == int(best_fold) else 1.0
@@ -257,14 +268,14 @@ def plot_training_curves(
             part["epoch"], part["train_loss"], color=color, lw=lw, label=f"fold {fold}{tag}"
         )
         ax_loss.plot(part["epoch"], part["val_loss"], color=color, lw=lw, ls="--")
-        ax_acc.plot(part["epoch"], part["val_accuracy"], color=color, lw=lw, marker="o", ms=3)
+        ax_acc.plot(part["epoch"], part[score], color=color, lw=lw, marker="o", ms=3)
     ax_loss.plot([], [], color="0.3", label="train")
     ax_loss.plot([], [], color="0.3", ls="--", label="validation")
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("cross-entropy loss")
+    ax_loss.set_ylabel("Huber/MSE loss" if score == "val_mae" else "cross-entropy loss")
     ax_loss.legend(frameon=False, ncols=2)
     ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("validation accuracy")
+    ax_acc.set_ylabel("validation MAE" if score == "val_mae" else "validation accuracy")
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 

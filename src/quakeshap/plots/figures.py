@@ -79,14 +79,26 @@ def figure_filename(prefix: str, trace_name: str) -> str:
 
 
 def explained_title(trace_name: str, prediction: Mapping[str, Any], groups: Sequence[str]) -> str:
-    """Title of a per-trace explanation: groups, label, prediction, logits, probability."""
-    label, predicted = class_name(prediction["label"]), class_name(prediction["predicted"])
+    """Title of a per-trace explanation: groups, label, prediction, logits, probability
+    (for a magnitude model: catalogue and predicted magnitude)."""
+    if "residual" in prediction:
+        magnitude = float(prediction["magnitude"])
+        return (
+            f"{trace_name} [{', '.join(groups)}]: catalogue M {magnitude:.2f}, "
+            f"predicted {float(prediction['predicted']):.2f} "
+            f"(residual {float(prediction['residual']):+.2f})"
+        )
+    logits = {k.removeprefix("logit_"): float(v) for k, v in prediction.items()
+              if str(k).startswith("logit_")}  # fmt: skip
+    if set(logits) == {"pre", "post"}:
+        label, predicted = class_name(prediction["label"]), class_name(prediction["predicted"])
+    else:
+        label, predicted = str(prediction["label"]), str(prediction["predicted"])
     verdict = "correct" if label == predicted else "MISCLASSIFIED"
-    logit_pre, logit_post = float(prediction["logit_pre"]), float(prediction["logit_post"])
+    shown = ", ".join(f"{name} {value:.3f}" for name, value in logits.items())
     return (
         f"{trace_name} [{', '.join(groups)}]: label {label}, predicted {predicted} ({verdict})\n"
-        f"logits pre {logit_pre:.3f}, post {logit_post:.3f}; "
-        f"softmax p({predicted}) = {float(prediction['probability']):.4f}"
+        f"logits {shown}; softmax p({predicted}) = {float(prediction['probability']):.4f}"
     )
 
 
@@ -107,6 +119,11 @@ def iter_figures(
     window_s
         Seconds of each trace the spectrogram uses (``n_samples / sampling_rate_hz``).
     """
+    if inputs.spectrograms.task_kind != "prepost":  # time-to-failure classes, magnitude
+        from quakeshap.plots.task_figures import iter_task_figures
+
+        yield from iter_task_figures(inputs, cfg, sampling_rate_hz, window_s)
+        return
     cmap = resolve_cmap(cfg.cmap)
     yield dataset_overview_figure(inputs, cfg)
     yield example_trace_figure(inputs, cfg, sampling_rate_hz, window_s)
@@ -265,8 +282,9 @@ def explained_trace_figure(
     (``docs/method.md`` §6.5)."""
     spectra, shaps = inputs.spectrograms, inputs.shap
     mine = shaps.index["trace_name"] == name
+    outputs = list(spectra.class_names)
     maps = {
-        CLASS_NAMES.index(class_name(c)): shaps.values[i]
+        outputs.index(str(c)): shaps.values[i]
         for i, c in zip(np.flatnonzero(mine), shaps.index.loc[mine, "class_name"], strict=True)
     }
     if not maps:
@@ -290,6 +308,7 @@ def explained_trace_figure(
         float(row["trace_s_arrival_s"]),
         cmap,
         explained_title(name, prediction, groups),
+        spectra.class_names,
     )
     return FigureSpec(
         figure_filename("explained", name),

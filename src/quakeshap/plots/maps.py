@@ -225,6 +225,7 @@ def plot_mean_shap(
     frequency_hz: np.ndarray,
     time_s: np.ndarray,
     cmap: Colormap,
+    names: Sequence[str] = CLASS_NAMES,
 ) -> ScalarMappable:
     """Per-class mean SHAP maps aligned on P or on S, with the other phase's arrivals.
 
@@ -244,6 +245,8 @@ def plot_mean_shap(
         Row and column centres of the full (P-aligned) images.
     cmap
         Diverging colour map; one symmetric scale is shared by all panels.
+    names
+        The panels' groups (the classes; a regression's magnitude bins).
 
     Returns
     -------
@@ -269,7 +272,7 @@ def plot_mean_shap(
     for k, ax in enumerate(axes):
         plot_shap_map(ax, display[k], extent, vmax, cmap)
         ax.axvline(phase_s, color="black", lw=1.0, ls="-")
-        ax.set_title(f"{CLASS_NAMES[k]}: mean SHAP, aligned on {aligned_to}")
+        ax.set_title(f"{names[k]}: mean SHAP, aligned on {aligned_to}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("frequency (Hz)" if k == 0 else "")
         ax.set_xlim(extent[0], extent[1])
@@ -398,6 +401,7 @@ def plot_explained_trace(
     s_arrival_s: float,
     cmap: Colormap,
     title: str,
+    names: Sequence[str] = CLASS_NAMES,
 ) -> None:
     """Waveforms, spectrogram and the SHAP map of each explained class.
 
@@ -409,6 +413,8 @@ def plot_explained_trace(
         Class index → ``(33, 96, 3)`` SHAP map (logits); both classes share one scale.
     title
         :func:`quakeshap.plots.figures.explained_title`.
+    names
+        The model's outputs by index (the classes, or ``magnitude``).
     """
     classes = sorted(maps)
     grid = fig.add_gridspec(2, 1, height_ratios=[0.8, 1.0])
@@ -425,7 +431,7 @@ def plot_explained_trace(
         plot_shap_map(ax, maps[c], extent, vmax, cmap, background=grey)
         _mark_phases(ax, p_arrival_s, s_arrival_s)
         total = float(np.nansum(maps[c]))
-        ax.set_title(f"SHAP for {CLASS_NAMES[c]} (sum {total:+.3f})")
+        ax.set_title(f"SHAP for {names[c]} (sum {total:+.3f})")
         ax.set_xlabel("time (s)")
         shap_axes.append(ax)
     if shap_axes:

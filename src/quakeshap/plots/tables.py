@@ -40,22 +40,24 @@ def shap_trace_stats(values: np.ndarray, index: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def class_mean_members(index: pd.DataFrame) -> pd.DataFrame:
+def class_mean_members(index: pd.DataFrame, groups: tuple[str, ...] = CLASS_NAMES) -> pd.DataFrame:
     """Rows of ``index`` that make up the per-class mean maps
     (:func:`~quakeshap.artifacts.shap_set.class_mean_mask`)."""
-    return index[class_mean_mask(index)]
+    return index[class_mean_mask(index, None, groups)]
 
 
-def aligned_arrivals(index: pd.DataFrame, aligned_to: Literal["P", "S"]) -> list[np.ndarray]:
+def aligned_arrivals(
+    index: pd.DataFrame, aligned_to: Literal["P", "S"], groups: tuple[str, ...] = CLASS_NAMES
+) -> list[np.ndarray]:
     """Per class, the arrival of the *other* phase on the aligned map's time axis (s).
 
     P-aligned maps: the S arrivals, ``5 + p_s_diff_sec``; S-aligned maps: the P arrivals,
     ``4 - p_s_diff_sec``, for the traces averaged into each class mean.
     """
-    members = class_mean_members(index)
-    labels = members["label"].map(class_name)
+    members = class_mean_members(index, groups)
+    labels = members["label"].astype(str)
     out = []
-    for name in CLASS_NAMES:
+    for name in groups:
         ps = members.loc[labels == name, "p_s_diff_sec"].to_numpy(dtype=np.float64)
         out.append(P_ARRIVAL_S + ps if aligned_to == "P" else S_WINDOW_BEFORE_S - ps)
     return out

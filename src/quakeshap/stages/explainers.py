@@ -15,8 +15,11 @@ import argparse
 import logging
 import sys
 
+import pandas as pd
+
 from quakeshap.artifacts import checkpoint, explainer_comparison, metrics, predictions
 from quakeshap.artifacts import spectrograms as spectrogram_set
+from quakeshap.artifacts.explainer_comparison import COMPARISON_COLUMNS
 from quakeshap.config import load_params
 from quakeshap.explain import ExplainError, compare
 from quakeshap.files import remove_outputs
@@ -49,6 +52,14 @@ def run(args: argparse.Namespace) -> None:
     truth = compare.truth_band(params.data, cfg.truth_threshold)
     remove_outputs(args.out, args.metrics)
     sset = spectrogram_set.load(args.spectrograms)
+    if sset.task_kind != "prepost":
+        # the ground truth scored here is the demo's pre/post band: other tasks are scored
+        # against their own truth by the explain stage's band fractions (docs/method.md §11)
+        log.info("task.kind %s: the explainer comparison is the pre/post task's; skipped",
+                 sset.task_kind)  # fmt: skip
+        explainer_comparison.write(args.out, pd.DataFrame(columns=COMPARISON_COLUMNS))
+        metrics.write(args.metrics, {"skipped": f"task.kind {sset.task_kind}"})
+        return
     chosen = most_confident_per_class(predictions.load(args.predictions), cfg.per_class)
     ckpt = checkpoint.load(args.model)
     if truth is not None:

@@ -24,6 +24,13 @@ from quakeshap.stages import run_stage, stage_parser
 
 log = logging.getLogger("quakeshap.stages.plots")
 
+#: the report's title for each ``task.kind``
+TITLES = {
+    "prepost": "quakeshap: what the CNN learned from foreshocks and aftershocks",
+    "ttf": "quakeshap: what the CNN learned about the time to failure",
+    "magnitude": "quakeshap: what the CNN learned about earthquake magnitude",
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = stage_parser(__doc__)
@@ -56,6 +63,7 @@ def run(params_path: Path, root: Path) -> None:
             figures=embedded,
             comparison=inputs.explainer_comparison,
             explainers_metrics=inputs.explainers_metrics,
+            title=TITLES[inputs.spectrograms.task_kind],
         )
     files.write_text(root / REPORT_FILE, page)
     log.info(

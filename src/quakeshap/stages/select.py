@@ -32,10 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
-        cfg = load_params(args.params).select
+        params = load_params(args.params)
         table = predictions.load(args.predictions)
         known = spectrogram_set.load_trace_names(args.spectrograms)
-        chosen = select_traces(table, cfg, known_traces=set(known))
+        chosen = select_traces(
+            table, params.select, known_traces=set(known),
+            bin_width=params.task.magnitude.bin_width,
+        )  # fmt: skip
         selection.write(args.out, chosen.table)
         metrics.write(args.summary, chosen.summary)
 

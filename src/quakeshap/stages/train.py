@@ -40,16 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
     def work() -> None:
-        cfg = load_params(args.params).train
-        run = train_model(spectrogram_set.load(args.spectrograms), cfg, progress=progress)
+        params = load_params(args.params)
+        data = spectrogram_set.load(args.spectrograms)
+        run = train_model(data, params.train, task=params.task, progress=progress)
         model = args.models / checkpoint.PATH.name
         checkpoint.save_folds(run.folds, args.models / checkpoint.FOLDS_DIR.name)
         checkpoint.save(run.model, model)
         metrics.write(args.metrics, run.metrics)
         metrics.write_history(args.history, run.history)
+        score = "val_mae" if data.is_regression else "val_accuracy"
         log.info(
-            "model = fold %d (val accuracy %.4f) → %s",
-            run.metrics["chosen_fold"], run.metrics["best_val_accuracy"], model,
+            "model = fold %d (%s %.4f) → %s",
+            run.metrics["chosen_fold"], score.replace("_", " "), run.metrics[f"best_{score}"],
+            model,
         )  # fmt: skip
 
     return run_stage("train", work, errors=(DeviceError, TrainingError))
