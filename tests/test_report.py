@@ -270,3 +270,22 @@ def test_report_loads_in_headless_chromium(chromium, plots_project, tmp_path):
     assert "Every explainer on the same traces" in [i["alt"] for i in view.images]
     assert "× uniform" in view.headers
     assert [h for h in view.headers if h.endswith("(truth)")], view.headers
+
+
+def test_key_numbers_of_a_magnitude_model_show_its_errors_and_baselines(inputs):
+    inputs["evaluate_metrics"] = {
+        "mae": 0.066,
+        "r2": 0.953,
+        "n_test": 159,
+        "baselines": {
+            "train_mean": {"mae": 0.295},
+            "gradient_boosting": {"mae": 0.056},
+            "gradient_boosting_importance": {"log_peak_vector": 0.3},
+        },
+    }
+    page = report.render_report(**inputs)
+    summary = page[page.index('id="summary"') : page.index('id="parameters"')]
+    for label, value in (("test mae", "0.066"), ("test r2", "0.953"),
+                         ("baseline train mean MAE", "0.295"),
+                         ("baseline gradient boosting MAE", "0.056")):  # fmt: skip
+        assert f'<td>{label}</td><td class="num">{value}</td>' in summary, label

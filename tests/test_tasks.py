@@ -418,3 +418,38 @@ def test_both_tasks_run_end_to_end_as_dvc_experiments(tmp_path_factory):
     assert set(ttf["confusion"]) == {"pre_1", "pre_2", "post_1", "post_2"}
     explain = found["ttf"]["metrics"][_metrics_key("explain")]["data"]
     assert set(explain["band_fraction"]) == {"pre_1", "pre_2", "post_1", "post_2"}
+
+
+def test_the_evaluate_stage_refuses_a_checkpoint_of_another_task_in_one_line(tmp_path, rng, caplog):
+    from quakeshap.stages import evaluate
+    from tests.fixtures import write_checkpoint, write_params, write_spectrogram_set
+
+    sset = make_spectrogram_set(rng, shape=(3, 33, 96))
+    folder = write_spectrogram_set(tmp_path / "spectrograms", sset)
+    classes = ["pre_1", "pre_2", "post_1", "post_2"]
+    target = np.array([classes[i % 4] for i in range(len(sset))])
+    ttf = _as_task(sset, "ttf", target, classes)
+    ttf_ckpt = train_model(ttf, dataclasses.replace(TRAIN, max_epochs=1)).model
+    ckpt_path = write_checkpoint(tmp_path, ttf_ckpt)
+    out = tmp_path / "evaluate"
+    args = ["--params", str(write_params(tmp_path)), "--spectrograms", str(folder),
+            "--model", str(ckpt_path), "--out", str(out),
+            "--metrics", str(tmp_path / "evaluate.json")]  # fmt: skip
+    assert evaluate.main(args) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    assert "trained for task ttf" in errors[0] and "for task prepost" in errors[0]
+    assert not out.exists() and not (tmp_path / "evaluate.json").exists()
+
+
+def test_a_regressions_weekly_table_and_bins_by_hand():
+    table = pd.DataFrame(
+        {"magnitude": [1.2, 1.4, 2.6], "predicted": [1.3, 1.6, 2.2], "week": [40, 40, 41]}
+    ).assign(residual=lambda t: t["predicted"] - t["magnitude"])
+    bins = evaluation.magnitude_bins(table, 0.5)
+    assert bins["label"].tolist() == ["1.00-1.50", "1.00-1.50", "2.50-3.00"]
+    assert bins["predicted"].tolist() == ["1.00-1.50", "1.50-2.00", "2.00-2.50"]
+    weekly = evaluation.weekly_error(table, 0.5)
+    assert weekly["week"].tolist() == [40, 41]
+    assert weekly["accuracy"].tolist() == [0.5, 0.0]
+    assert weekly["mae"].to_numpy() == pytest.approx([0.15, 0.4])

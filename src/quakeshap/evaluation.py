@@ -359,13 +359,21 @@ def magnitude_bins(table: pd.DataFrame, width: float) -> pd.DataFrame:
     )
 
 
-def weekly_error(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Mean absolute residual per ISO week of a regression: ``week, n, mae``."""
-    grouped = predictions.assign(abs_residual=predictions["residual"].abs()).groupby("week")
+def weekly_error(predictions: pd.DataFrame, width: float) -> pd.DataFrame:
+    """Per ISO week of a regression: ``week, n, accuracy, mae``; ``accuracy`` is the share
+    of traces whose predicted magnitude falls in their catalogue magnitude's bin of
+    ``width`` (the diagonal of :func:`magnitude_bins`), ``mae`` the mean absolute residual."""
+    bins = magnitude_bins(predictions, width)
+    frame = predictions.assign(
+        abs_residual=predictions["residual"].abs(),
+        same_bin=(bins["label"] == bins["predicted"]).to_numpy(),
+    )
+    grouped = frame.groupby("week")
     return pd.DataFrame(
         {
             "week": grouped.size().index.to_numpy(dtype=np.int64),
             "n": grouped.size().to_numpy(dtype=np.int64),
+            "accuracy": grouped["same_bin"].mean().to_numpy(dtype=np.float64),
             "mae": grouped["abs_residual"].mean().to_numpy(dtype=np.float64),
         }
     )

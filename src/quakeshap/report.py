@@ -249,7 +249,7 @@ def _key_numbers(
         if _is_scalar(evaluate_metrics.get(key)) and key in evaluate_metrics:
             rows.append((f"test {key}", evaluate_metrics[key]))
     for name, scores in (evaluate_metrics.get("baselines") or {}).items():
-        if isinstance(scores, Mapping) and _is_scalar(scores.get("mae")):
+        if isinstance(scores, Mapping) and "mae" in scores and _is_scalar(scores["mae"]):
             rows.append((f"baseline {name.replace('_', ' ')} MAE", scores["mae"]))
     for key in ("n_maps", "additivity_error_max"):
         if _is_scalar(explain_metrics.get(key)) and key in explain_metrics:

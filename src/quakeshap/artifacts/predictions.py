@@ -10,7 +10,8 @@
     ``label, predicted`` per test trace: the input of DVC's ``confusion`` plot template
     (not written for a magnitude regression).
 ``weekly_accuracy.csv``
-    ``week, n, accuracy``, weeks ascending.
+    ``week, n, accuracy``, weeks ascending; a regression's adds ``mae`` (its ``accuracy``:
+    the share predicted in their catalogue magnitude's bin).
 """
 
 from __future__ import annotations

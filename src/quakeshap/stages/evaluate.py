@@ -6,7 +6,8 @@ lists as its test set (:func:`quakeshap.evaluation.test_rows`). Writes
 :mod:`quakeshap.artifacts.predictions`) and ``reports/metrics/evaluate.json``, for the
 task the set was made for (``docs/method.md`` §11): the study's two classes, N
 time-to-failure classes, or the magnitude with its baselines (the confusion table then
-holds magnitude bins, the weekly table the mean absolute residual).
+holds magnitude bins, and the weekly table the share of traces predicted in their bin and
+the mean absolute residual).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def evaluate_magnitude(
         "gradient_boosting_importance": baselines.importance.head(10).round(6).to_dict(),
     }
     bins = evaluation.magnitude_bins(table, cfg.bin_width)
-    predictions.write(args.out, table, bins, evaluation.weekly_error(table))
+    predictions.write(args.out, table, bins, evaluation.weekly_error(table, cfg.bin_width))
     metrics.write(args.metrics, scores)
     log.info(
         "test set: %d traces, MAE %.3f, RMSE %.3f, R2 %.3f; train-mean baseline MAE %.3f, "
