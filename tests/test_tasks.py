@@ -173,7 +173,10 @@ def _magnitude_set(rng: np.random.Generator) -> SpectrogramSet:
     magnitude = rng.uniform(0.5, 3.5, len(sset))
     images = sset.images.astype(np.float64)
     images[:, :, 4:, :] -= (magnitude * 30)[:, None, None, None]
-    sset = dataclasses.replace(sset, images=np.clip(images, 0, 255).astype(np.uint8))
+    meta = sset.metadata.assign(p_s_diff_sec=rng.uniform(1.0, 3.0, len(sset)), week=40)
+    sset = dataclasses.replace(
+        sset, images=np.clip(images, 0, 255).astype(np.uint8), metadata=meta
+    )
     return _as_task(sset, "magnitude", np.round(magnitude, 2), ["magnitude"])
 
 
@@ -453,3 +456,36 @@ def test_a_regressions_weekly_table_and_bins_by_hand():
     assert weekly["week"].tolist() == [40, 41]
     assert weekly["accuracy"].tolist() == [0.5, 0.0]
     assert weekly["mae"].to_numpy() == pytest.approx([0.15, 0.4])
+
+
+def test_a_magnitude_model_is_explained_with_its_faithfulness_checks(rng):
+    from quakeshap.config import FaithfulnessConfig, ShapConfig
+    from quakeshap.explain import explain_selection
+    from quakeshap.explain.maps import aggregate
+
+    sset = _magnitude_set(rng)
+    ckpt = train_model(sset, TRAIN, task=TaskConfig(kind="magnitude")).model
+    test = np.flatnonzero(sset.metadata["split"] == "test")
+    model = model_from_checkpoint(ckpt, input_shape=sset.image_shape)
+    outputs = evaluation.predict_logits(model, sset.images[test], torch.device("cpu"), n_outputs=1)
+    table = evaluation.regression_table(sset.metadata.iloc[test], outputs)
+    cfg = SelectConfig(per_class=1, per_week=0, max_misclassified=1, week_min=40, week_max=40)
+    chosen = select_traces(table, cfg, bin_width=1.0).table
+    checks = FaithfulnessConfig(
+        n_steps=4, random_orders=2, randomisation_per_class=1, randomisation_max_evals=30
+    )
+    shap_cfg = ShapConfig(max_evals=60, batch_size=30, workers=1, faithfulness=checks)
+    maps = explain_selection(sset, chosen, ckpt, shap_cfg, workers=1)
+    assert set(maps.index["class_name"]) == {"magnitude"}
+    # the maps explain the magnitude itself: they add up to f(x) - base in magnitude units
+    assert (maps.index["additivity_error"] < 1e-3).all()
+    faith = maps.faithfulness
+    assert faith is not None and faith.layers
+    # one output: the curves follow the magnitude itself (a softmax of it would be flat)
+    assert np.any(faith.deletion_auc != faith.random_deletion_auc)
+    groups = tuple(sorted(chosen["label"].unique()))
+    assert maps.groups == groups
+    means = aggregate(maps)
+    assert means.mean_p_aligned.shape[0] == len(groups)
+    correct = chosen[(chosen["group"] == "class")]
+    assert (correct["label"] == correct["predicted"]).all()

@@ -149,6 +149,17 @@ def check_task(ckpt: dict[str, Any], kind: str, class_names: tuple[str, ...]) ->
         )
 
 
+def cnn_of(model: nn.Module) -> CNN2D:
+    """The :class:`CNN2D` inside a model rebuilt by :func:`model_from_checkpoint` (itself,
+    or the one that a normalisation or a regression's :class:`Unscale` wraps)."""
+    if isinstance(model, CNN2D):
+        return model
+    for module in model.modules():
+        if isinstance(module, CNN2D):
+            return module
+    raise TypeError(f"{type(model).__name__} holds no CNN2D")
+
+
 def model_from_checkpoint(
     ckpt: dict[str, Any],
     input_shape: tuple[int, int, int] | None = None,

@@ -21,9 +21,10 @@ later stages look the traces up by name.
 
 For time-to-failure classes the groups are the same over the N classes (``margin`` is
 then the top logit's lead over the second). For a magnitude regression the classes are
-magnitude bins (``task.magnitude.bin_width``), a trace is "correct" when its residual is
-within half a bin, the ``class`` and ``example`` picks are per bin (the example: the
-smallest residual) and the ``misclassified`` group holds the worst residuals first.
+magnitude bins (``task.magnitude.bin_width``), a trace is "correct" when its predicted
+magnitude falls in its catalogue magnitude's bin, the ``class`` and ``example`` picks are
+per bin (the example: the smallest residual) and the ``misclassified`` group holds the
+worst residuals first.
 
 Randomness comes from ``seed`` through one independent stream per (group, class or week), so
 changing ``per_week`` does not change the ``class`` picks and vice versa; the input rows are
@@ -92,22 +93,26 @@ def _rows(frame: pd.DataFrame, group: str, reasons: list[str] | str) -> pd.DataF
 
 def _regression_frame(predictions: pd.DataFrame, bin_width: float) -> pd.DataFrame:
     """A magnitude regression's predictions as the classes' frame: ``label`` = the
-    catalogue magnitude's bin, ``predicted`` = the predicted magnitude's, ``correct`` =
-    residual within half a bin, ``margin`` = how well the trace stands for its group
-    (−|residual| for the correct ones: the best first; |residual| for the others: the
-    worst first), ``reason`` text in ``detail``."""
+    catalogue magnitude's bin, ``predicted`` = the predicted magnitude's bin, ``correct`` =
+    the same bin, ``margin`` = how well the trace stands for its group (−|residual| for the
+    correct ones: the best first; |residual| for the others: the worst first), ``detail``
+    the two magnitudes (for the reasons)."""
     magnitude = predictions["magnitude"].to_numpy(dtype=np.float64)
     residual = predictions["residual"].to_numpy(dtype=np.float64)
-    lo = np.floor(magnitude / bin_width) * bin_width
-    correct = np.abs(residual) <= bin_width / 2
+
+    def bins(values: np.ndarray) -> list[str]:
+        lo = np.floor(values / bin_width) * bin_width
+        return [f"M{v:.2f}-{v + bin_width:.2f}" for v in lo]
+
+    label, predicted = bins(magnitude), bins(magnitude + residual)
+    correct = np.array(label) == np.array(predicted)
+    detail = [f"M {m:.2f} predicted {m + r:.2f}" for m, r in zip(magnitude, residual, strict=True)]
     return predictions.assign(
-        label=[f"M{v:.2f}-{v + bin_width:.2f}" for v in lo],
-        predicted=[f"M{v:.2f}" for v in magnitude + residual],
+        label=label,
+        predicted=predicted,
         correct=correct,
         margin=np.where(correct, -np.abs(residual), np.abs(residual)),
-        detail=[
-            f"M {m:.2f} predicted {m + r:.2f}" for m, r in zip(magnitude, residual, strict=True)
-        ],
+        detail=detail,
     )
 
 

@@ -28,7 +28,7 @@ from quakeshap.explain.faithfulness import (
     rank_correlation,
     with_randomisation,
 )
-from quakeshap.model import model_from_checkpoint, resolve_device
+from quakeshap.model import cnn_of, model_from_checkpoint, resolve_device
 from quakeshap.record import PIXEL_LEVELS
 
 #: Monte Carlo samples per trace of the gradient explainer (shap's default)
@@ -492,7 +492,8 @@ class TraceExplainer:
                 faithfulness=dataclasses.replace(self.cfg.faithfulness, enabled=False),
             )
             generator = torch.Generator().manual_seed(self.cfg.seed)
-            net = model_from_checkpoint(self.ckpt, normalized_input=True)
+            # the CNN's own weights (a regression's Unscale comes back with the checkpoint)
+            net = cnn_of(model_from_checkpoint(self.ckpt, normalized_input=True))
             steps = []
             for name, model in randomisation_cascade(net, generator):
                 randomised = {**self.ckpt, "state_dict": model.state_dict()}

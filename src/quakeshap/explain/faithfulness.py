@@ -14,8 +14,9 @@ The unit
     (``absolute``).
 Deletion and insertion (Petsiuk et al. 2018, arXiv:1806.07421)
     Deletion takes the cells away in the map's order, ``n_steps`` equal steps from none to
-    all, and follows the softmax probability of the explained class; insertion starts from
-    the image with every cell filled and puts the cells back in the same order. A map that
+    all, and follows the softmax probability of the explained class (for a one-output
+    magnitude regression, the output itself); insertion starts from the image with every
+    cell filled and puts the cells back in the same order. A map that
     ranks what the model uses first makes the deletion curve fall early (a small area under
     it) and the insertion curve rise early (a large area). Both are measured against the
     same curves for seeded random orders: ``deletion_gap = AUC(random) − AUC(map)`` and
@@ -126,11 +127,14 @@ class Curves:
 def _probabilities(
     masks: Sequence[np.ndarray], fill: Fill, predict: Predict, batch_size: int
 ) -> np.ndarray:
-    """Softmax probabilities ``(len(masks), n_outputs)`` of the filled images."""
+    """Softmax probabilities ``(len(masks), n_outputs)`` of the filled images; a model
+    with one output (a magnitude regression) is followed by its output itself (a softmax
+    over one output is constant)."""
     out = []
     for start in range(0, len(masks), batch_size):
         images = np.stack([fill(m) for m in masks[start : start + batch_size]])
-        out.append(softmax(predict(images)))
+        scores = np.asarray(predict(images), dtype=np.float64)
+        out.append(scores if scores.shape[-1] == 1 else softmax(scores))
     return np.concatenate(out, axis=0)
 
 
