@@ -230,7 +230,7 @@ def trained_checkpoint(sset: SpectrogramSet, epochs: int = 2, seed: int = 0) -> 
     fold = train_fold(x, y, np.arange(n_val, len(train)), np.arange(n_val), cfg, fold=1, n_folds=5)
     net = CNN2D()
     net.load_state_dict(fold.state_dict)
-    log.info("benchmark model: val accuracy %.3f after %d epoch(s)", fold.best_val_accuracy, epochs)
+    log.info("benchmark model: val accuracy %.3f after %d epoch(s)", fold.best_val_score, epochs)
     return checkpoint.make(
         net,
         list(CLASS_NAMES),
