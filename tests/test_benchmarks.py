@@ -225,7 +225,13 @@ def test_study_loop_pngs_and_split_match_quakeshap(pool, tmp_path):
     catalog = read_catalog(pool, ["NRCA"])
     assert list(metadata["trace_name"]) == list(catalog["trace_name"])
     # the study's random 80/20 split, reproduced by quakeshap
-    split = dict(zip(catalog["trace_name"], assign_split(catalog, SplitConfig()), strict=True))
+    split = dict(
+        zip(
+            catalog["trace_name"],
+            assign_split(catalog, SplitConfig().for_task("prepost")),
+            strict=True,
+        )
+    )
     assert list(metadata["split"]) == [split[name] for name in metadata["trace_name"]]
     # the PNG values are quakeshap's uint8 images (up to the floor of values 255 x that
     # land within rounding of an integer)

@@ -78,7 +78,7 @@ def test_trace_split_that_leaves_no_training_trace_is_refused(rng) -> None:
 
 
 def test_study_counts_after_dropping_its_four_malformed_traces(rng) -> None:
-    split = assign_split(_catalog(rng, 5830), SplitConfig())
+    split = assign_split(_catalog(rng, 5830), SplitConfig().for_task("prepost"))
     assert (split == "test").sum() == 1166 and (split == "train").sum() == 4664
     # 1166/4664 minus the study's 4 dropped traces gives its 1165/4661 when one was in test
 

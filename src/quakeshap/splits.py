@@ -80,6 +80,8 @@ def assign_split(catalog: pd.DataFrame, cfg: SplitConfig) -> np.ndarray:
     ``by="time"`` sends the last ``test_fraction`` of the rows by ``trace_start_time`` to
     the test split (unparsable times count as latest).
     """
+    if cfg.by == "auto":
+        raise ValueError("split.by auto: resolve it for the task first (SplitConfig.for_task)")
     n = len(catalog)
     split = np.full(n, "train", dtype=object)
     if n < 2:

@@ -91,6 +91,14 @@ def in_group(index: pd.DataFrame, group: str) -> np.ndarray:
     return groups.map(lambda g: group in g).to_numpy(dtype=bool)
 
 
+def explained_names(index: pd.DataFrame, outputs: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
+    """``(n_maps,)`` the output each map explains, by name (``class_name``; from
+    ``class_index`` and ``outputs`` for an index of class numbers only)."""
+    if "class_name" in index.columns:
+        return index["class_name"].astype(str).to_numpy()
+    return np.array([outputs[int(c)] for c in index["class_index"]], dtype=object)
+
+
 def class_mean_mask(
     index: pd.DataFrame, class_idx: int | None = None, groups: tuple[str, ...] = CLASS_NAMES
 ) -> np.ndarray:
@@ -106,7 +114,7 @@ def class_mean_mask(
     position = {name: i for i, name in enumerate(groups)}
     label = index["label"].astype(str).map(position).fillna(-1).to_numpy(dtype=np.int64)
     pred = index["predicted"].astype(str).map(position).fillna(-2).to_numpy(dtype=np.int64)
-    explained = index["class_name"].astype(str).to_numpy()
+    explained = explained_names(index, groups)
     regression = explained == REGRESSION_OUTPUT
     own = (label == pred) & ((explained == index["label"].astype(str).to_numpy()) | regression)
     if class_idx is not None:

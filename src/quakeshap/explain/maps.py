@@ -24,6 +24,7 @@ from quakeshap.artifacts.shap_set import (
     WEEKLY_COLUMNS,
     ShapSet,
     class_mean_mask,
+    explained_names,
     in_group,
 )
 from quakeshap.explain.faithfulness import Faithfulness
@@ -235,7 +236,7 @@ def weekly_means(maps: np.ndarray, index: pd.DataFrame) -> tuple[np.ndarray, pd.
     ``(n_weeks, *maps.shape[1:])`` float32 and a table of
     :data:`~quakeshap.artifacts.shap_set.WEEKLY_COLUMNS` (``week, n_maps``, weeks ascending).
     """
-    explained = index["class_name"].astype(str).to_numpy()
+    explained = explained_names(index)
     chosen = in_group(index, WEEK_GROUP) & (
         (explained == index["predicted"].astype(str).to_numpy()) | (explained == REGRESSION_OUTPUT)
     )
