@@ -21,11 +21,12 @@ $(STAMP): requirements.txt pyproject.toml
 repro: $(STAMP)
 	dvc repro
 
-## lint, format check and the whole test suite (slow end-to-end tests included)
+## lint, format check and the whole test suite (slow end-to-end tests included), on two
+## pytest-xdist workers, each test file on one worker (module fixtures are built once)
 test: $(STAMP)
 	ruff check .
 	ruff format --check .
-	pytest
+	pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	ruff check --fix .

@@ -38,7 +38,7 @@ from quakeshap.artifacts import (
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.artifacts.selection import EXAMPLE_GROUP
 from quakeshap.artifacts.spectrograms import REQUIRED_COLUMNS, SpectrogramSet
-from quakeshap.config import SpectrogramConfig, load_params, load_yaml
+from quakeshap.config import DemoConfig, Params, SpectrogramConfig, load_params, load_yaml
 from quakeshap.evaluation import (
     classification_metrics,
     confusion_table,
@@ -186,6 +186,22 @@ def spectrogram_set_of(
         time_s=spectra.time_s,
         axes=spectrogram_set.axes_record(cfg, spectra.frequency_hz, spectra.time_s),
     )
+
+
+def demo_spectrogram_set(
+    root: Path, params: Params, **demo_changes: Any
+) -> tuple[SpectrogramSet, DemoConfig]:
+    """A demo raw set under ``root`` (``params.data.demo`` with ``demo_changes``) and the
+    spectrogram set the ``spectrograms`` stage makes of it with ``params``; for the
+    ground-truth tests, which train on it."""
+    from quakeshap import demo
+    from quakeshap.spectrogram import build_spectrogram_set
+
+    demo_cfg = dataclasses.replace(params.data.demo, **demo_changes)
+    demo.write_demo_dataset(demo_cfg, root / raw.PATH)
+    out = root / spectrogram_set.PATH
+    build_spectrogram_set(params, root / raw.PATH, out, root / metrics.REJECTED_PATH)
+    return spectrogram_set.load(out), demo_cfg
 
 
 def make_spectrogram_set(

@@ -22,7 +22,6 @@ from quakeshap.artifacts import (
     explainer_comparison,
     metrics,
     predictions,
-    raw,
 )
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.artifacts.selection import CLASS_GROUP, SELECTION_COLUMNS
@@ -45,6 +44,7 @@ from quakeshap.stages import explainers as explainers_stage
 from tests.fixtures import (
     PARAMS_FILE,
     REPO_ROOT,
+    demo_spectrogram_set,
     make_checkpoint,
     make_spectrogram_set,
     write_checkpoint,
@@ -448,19 +448,13 @@ FOUND = 1.25
 def demo_model(tmp_path_factory):
     """A CNN trained briefly on a small demo set, its test predictions, and the band where
     the demo's classes differ."""
-    from quakeshap import demo
     from quakeshap.config import load_params
     from quakeshap.model import model_from_checkpoint
-    from quakeshap.spectrogram import build_spectrogram_set
     from quakeshap.training import train_model
 
     root = tmp_path_factory.mktemp("demo")
     params = load_params(write_params(root))
-    demo_cfg = dataclasses.replace(params.data.demo, **GROUND_TRUTH_DEMO)
-    demo.write_demo_dataset(demo_cfg, root / raw.PATH)
-    out = root / spectrogram_set.PATH
-    build_spectrogram_set(params, root / raw.PATH, out, root / metrics.REJECTED_PATH)
-    sset = spectrogram_set.load(out)
+    sset, demo_cfg = demo_spectrogram_set(root, params, **GROUND_TRUTH_DEMO)
     train_cfg = dataclasses.replace(
         params.train, n_folds=2, max_epochs=4, patience=2, device="cpu", num_threads=None
     )

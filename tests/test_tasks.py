@@ -501,18 +501,13 @@ def magnitude_demo(tmp_path_factory):
     """A magnitude CNN trained briefly on a small demo set, its test predictions, and the
     generator's per-row sensitivity of the images to magnitude."""
     from quakeshap import demo
-    from quakeshap.artifacts import raw
     from quakeshap.config import load_params
-    from quakeshap.spectrogram import build_spectrogram_set
-    from tests.fixtures import write_params
+    from tests.fixtures import demo_spectrogram_set, write_params
 
     root = tmp_path_factory.mktemp("magnitude-demo")
     params = load_params(write_params(root, task={"kind": "magnitude"}))
-    demo_cfg = dataclasses.replace(params.data.demo, n_pre=150, n_post=150, n_colocated_groups=0)
-    demo.write_demo_dataset(demo_cfg, root / raw.PATH)
-    out = root / spectrogram_set.PATH
-    build_spectrogram_set(params, root / raw.PATH, out, root / metric_files.REJECTED_PATH)
-    sset = spectrogram_set.load(out)
+    sset, demo_cfg = demo_spectrogram_set(root, params, n_pre=150, n_post=150,
+                                          n_colocated_groups=0)  # fmt: skip
     train_cfg = dataclasses.replace(
         params.train, n_folds=2, max_epochs=12, patience=12, device="cpu", num_threads=None
     )
