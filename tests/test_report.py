@@ -289,3 +289,10 @@ def test_key_numbers_of_a_magnitude_model_show_its_errors_and_baselines(inputs):
                          ("baseline train mean MAE", "0.295"),
                          ("baseline gradient boosting MAE", "0.056")):  # fmt: skip
         assert f'<td>{label}</td><td class="num">{value}</td>' in summary, label
+
+
+def test_the_studys_columns_are_left_out_for_another_task(inputs):
+    with_study = report.render_report(**inputs)
+    assert "(study)" in with_study
+    without = report.render_report(**inputs, study_columns=False)
+    assert "(study)" not in without and "quakeshap.published" not in without

@@ -282,6 +282,7 @@ def render_report(
     comparison: pd.DataFrame | None = None,
     explainers_metrics: Mapping[str, Any] | None = None,
     title: str = "quakeshap: what the CNN learned from foreshocks and aftershocks",
+    study_columns: bool = True,
 ) -> str:
     """The whole page as a string (deterministic: same inputs, same bytes).
 
@@ -301,7 +302,24 @@ def render_report(
     comparison, explainers_metrics
         The ``explainers`` stage's table (:mod:`quakeshap.artifacts.explainer_comparison`)
         and metrics; None = not computed.
+    title
+        The page's heading.
+    study_columns
+        Set the study's released pre/post numbers beside the SHAP metrics (for the study's
+        task; off for the time-to-failure classes and magnitude bins, which it never had).
     """
+    shap_note = (
+        '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
+        "(before P, P to S, after S), per class, and the additivity check "
+        "|Σ SHAP − (f(x) − E[f(x)])| in logits."
+    )
+    if study_columns:
+        shap_note += (
+            " Columns marked <em>(study)</em> hold "
+            "the same measures of the study's released maps of the real record (300 traces "
+            "per class; <code>quakeshap.published</code>), to compare with at a glance: on "
+            "demo data they show how far the demo is from the real sequence."
+        )
     sections = [
         section(
             "summary",
@@ -324,13 +342,7 @@ def render_report(
         section(
             "shap",
             "SHAP explanations",
-            '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
-            "(before P, P to S, after S), per class, and the additivity check "
-            "|Σ SHAP − (f(x) − E[f(x)])| in logits. Columns marked <em>(study)</em> hold "
-            "the same measures of the study's released maps of the real record (300 traces "
-            "per class; <code>quakeshap.published</code>), to compare with at a glance: on "
-            "demo data they show how far the demo is from the real sequence.</p>"
-            + _stage_metrics_html(explain_metrics, "explain"),
+            shap_note + "</p>" + _stage_metrics_html(explain_metrics, "explain", study_columns),
         ),
         section(
             "explainers", "Explainers compared", explainers_html(comparison, explainers_metrics)
@@ -344,8 +356,8 @@ def section(anchor: str, heading: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{heading}</h2>{body}</section>'
 
 
-def _stage_metrics_html(values: Mapping[str, Any], stage: str) -> str:
-    reference = published_columns() if stage == "explain" else None
+def _stage_metrics_html(values: Mapping[str, Any], stage: str, study: bool = True) -> str:
+    reference = published_columns() if stage == "explain" and study else None
     return metrics_html(values, str(metrics.PATHS[stage]), reference)
 
 

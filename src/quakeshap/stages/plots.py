@@ -64,6 +64,7 @@ def run(params_path: Path, root: Path) -> None:
             comparison=inputs.explainer_comparison,
             explainers_metrics=inputs.explainers_metrics,
             title=TITLES[inputs.spectrograms.task_kind],
+            study_columns=inputs.spectrograms.task_kind == "prepost",
         )
     files.write_text(root / REPORT_FILE, page)
     log.info(
