@@ -283,6 +283,7 @@ def render_report(
     explainers_metrics: Mapping[str, Any] | None = None,
     title: str = "quakeshap: what the CNN learned from foreshocks and aftershocks",
     study_columns: bool = True,
+    study_maps: Mapping[str, Any] | None = None,
 ) -> str:
     """The whole page as a string (deterministic: same inputs, same bytes).
 
@@ -307,6 +308,10 @@ def render_report(
     study_columns
         Set the study's released pre/post numbers beside the SHAP metrics (for the study's
         task; off for the time-to-failure classes and magnitude bins, which it never had).
+    study_maps
+        The study's released SHAP maps beside this run's
+        (:func:`quakeshap.interop.study_shap.compare`), shown at the end of the SHAP
+        section; None (the default) = no such part, the page as before.
     """
     shap_note = (
         '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
@@ -342,7 +347,10 @@ def render_report(
         section(
             "shap",
             "SHAP explanations",
-            shap_note + "</p>" + _stage_metrics_html(explain_metrics, "explain", study_columns),
+            shap_note
+            + "</p>"
+            + _stage_metrics_html(explain_metrics, "explain", study_columns)
+            + ("" if study_maps is None else study_maps_html(study_maps)),
         ),
         section(
             "explainers", "Explainers compared", explainers_html(comparison, explainers_metrics)
@@ -354,6 +362,21 @@ def render_report(
 
 def section(anchor: str, heading: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{heading}</h2>{body}</section>'
+
+
+def study_maps_html(comparison: Mapping[str, Any]) -> str:
+    """The study's released SHAP maps beside this run's: the same measures per class,
+    the correlation of the mean maps, and of the maps of the traces both explained
+    (``docs/study-release.md``); the per-trace list is left out."""
+    shown = {k: v for k, v in comparison.items() if k != "traces"}
+    return (
+        "<h3 id=\"study-maps\">The study's released maps beside this run's</h3>"
+        '<p class="note">Columns marked <em>(study)</em> are measured on the study\'s own '
+        "SHAP maps, imported from its release; <code>mean_map_correlation</code> is the "
+        "Pearson correlation of the two sets' mean maps, <code>trace_correlation</code> "
+        "that of the maps of each trace both explained for the same class.</p>"
+        + metrics_html(shown, "the study's shap_tensors.zip (quakeshap.interop.study_shap)")
+    )
 
 
 def _stage_metrics_html(values: Mapping[str, Any], stage: str, study: bool = True) -> str:

@@ -471,12 +471,18 @@ def build_spectrogram_set(
     Fails (:class:`~quakeshap.artifacts.raw.WaveformError`) when more than
     ``spectrogram.max_rejected_fraction`` of the listed traces are rejected for defects of
     the data (rows a control leaves out do not count); nothing is left half-written.
+    With ``spectrogram.source: png`` the images are the study's own PNG files instead
+    (:func:`quakeshap.interop.study_png.build_png_set`).
 
     Returns
     -------
     The metadata written and the rejections.
     """
     cfg = params.spectrogram
+    if cfg.source == "png":  # the study's own images, read from its preprocessed archive
+        from quakeshap.interop.study_png import build_png_set
+
+        return build_png_set(params, raw, out, rejected_csv)
     remove_outputs(out, rejected_csv)  # a failed run leaves nothing stale behind
     frequency_hz, time_s = spectrogram_axes(cfg)
     prepared = prepare_catalog(params, raw, time_s)

@@ -5,12 +5,17 @@ Reads the outputs of every earlier stage (see ``dvc.yaml``), draws each figure o
 :mod:`quakeshap.report`. Both outputs are written atomically: on any error the previous
 ones stay as they were.
 
-    python -m quakeshap.stages.plots [--params params.yaml] [--root .]
+    python -m quakeshap.stages.plots [--params params.yaml] [--root .] [--study-maps JSON]
+
+``--study-maps`` (not part of the DVC stage) adds the study's released SHAP maps beside this
+run's, as ``python -m quakeshap.interop.study_shap compare`` wrote them
+(``docs/study-release.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -35,11 +40,24 @@ TITLES = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = stage_parser(__doc__)
     parser.add_argument("--root", type=Path, default=Path("."), help="project folder")
+    parser.add_argument(
+        "--study-maps", type=Path, help="JSON of study_shap compare: the study's maps beside ours"
+    )
     return parser.parse_args(argv)
 
 
-def run(params_path: Path, root: Path) -> None:
+def read_study_maps(path: Path) -> dict:
+    """The JSON ``study_shap compare`` wrote; a :class:`~quakeshap.plots.PlotInputError` in
+    one line when it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise plots.PlotInputError(f"{path}: not a readable comparison ({exc})") from None
+
+
+def run(params_path: Path, root: Path, study_maps: Path | None = None) -> None:
     params = load_params(params_path)
+    comparison = None if study_maps is None else read_study_maps(study_maps)
     cfg = params.plots
     plots.resolve_cmap(cfg.cmap)  # a bad colour map fails before any reading
     inputs = plots.load_inputs(plots.InputPaths().under(root), cfg.example_trace)
@@ -65,6 +83,7 @@ def run(params_path: Path, root: Path) -> None:
             explainers_metrics=inputs.explainers_metrics,
             title=TITLES[inputs.spectrograms.task_kind],
             study_columns=inputs.spectrograms.task_kind == "prepost",
+            study_maps=comparison,
         )
     files.write_text(root / REPORT_FILE, page)
     log.info(
@@ -79,7 +98,11 @@ def run(params_path: Path, root: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     matplotlib.use("Agg")
-    return run_stage("plots", lambda: run(args.params, args.root), errors=(plots.PlotInputError,))
+    return run_stage(
+        "plots",
+        lambda: run(args.params, args.root, args.study_maps),
+        errors=(plots.PlotInputError,),
+    )
 
 
 if __name__ == "__main__":

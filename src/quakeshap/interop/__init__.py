@@ -1,0 +1,1 @@
+"""Interoperability: files of the study and of other tools, read into quakeshap's artefacts."""
