@@ -31,8 +31,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 #: the pipeline's stages in data-flow order, as dvc.yaml lists them (tests/test_dag.py pins
-#: that order)
-STAGES: tuple[str, ...] = tuple(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"])
+#: that order): those of every run; the many-station stages (``foreach`` over lists that are
+#: empty by default, docs/stations.md) exist only when a profile lists stations
+STAGES: tuple[str, ...] = tuple(
+    name
+    for name, stage in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"].items()
+    if "foreach" not in stage
+)
 
 #: The tiniest demo configuration that still exercises every stage and branch:
 #: two classes in both splits, two folds, one epoch, a handful of SHAP maps.

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from quakeshap import artifacts, report
+from quakeshap.artifacts import raw
 from quakeshap import stages as stages_package
 from tests.conftest import REPO_ROOT
 
@@ -31,7 +32,26 @@ SRC = REPO_ROOT / "src" / PACKAGE
 STAGES_DIR = SRC / "stages"
 
 DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
-STAGES = DVC_YAML["stages"]
+
+#: a ``foreach`` stage (the many-station stages, docs/stations.md) is checked with its
+#: ``${item}`` set to this sample: a station code, or a network split
+FOREACH_SAMPLE = {"${stations.codes}": "NRCA", "${stations.network_splits}": "event"}
+
+
+def _expand(stage: dict) -> dict:
+    """A stage entry as checked: a ``foreach`` stage's body with ``${item}`` the sample."""
+    if "foreach" not in stage:
+        return stage
+    item = FOREACH_SAMPLE[stage["foreach"]]
+    return yaml.safe_load(yaml.safe_dump(stage["do"]).replace("${item}", item))
+
+
+STAGES = {name: _expand(stage) for name, stage in DVC_YAML["stages"].items()}
+FOREACH = {
+    name: FOREACH_SAMPLE[stage["foreach"]]
+    for name, stage in DVC_YAML["stages"].items()
+    if "foreach" in stage
+}
 
 #: paths a stage points at outside the DAG, on purpose
 OUTSIDE_THE_DAG = {
@@ -129,6 +149,20 @@ def _owned_paths() -> dict[str, str]:
         for m in pkgutil.iter_modules(artifacts.__path__)
     ]
     owned: dict[str, str] = {}
+    from quakeshap.artifacts import stations
+
+    station = stations.station_paths(FOREACH_SAMPLE["${stations.codes}"])
+    network = stations.network_paths(FOREACH_SAMPLE["${stations.network_splits}"])
+    per_station = [
+        *vars(station).values(),
+        station.model,
+        station.predictions,
+        *vars(network).values(),
+        network.model,
+    ]
+    for path in per_station:
+        if isinstance(path, Path):
+            owned.setdefault(path.as_posix(), stations.__name__)
     for module in [*modules, report]:
         values = [v for k, v in vars(module).items() if k.isupper()]
         paths = [v for v in values if isinstance(v, Path)]
@@ -148,7 +182,7 @@ OWNED = _owned_paths()
 def _default_paths(name: str) -> dict[str, str]:
     """``{argument: path}`` of the Path arguments of a stage, at their defaults."""
     module = importlib.import_module(f"{stages_package.__name__}.{name}")
-    args = vars(module.parse_args([]))
+    args = vars(module.parse_args([FOREACH[name]] if name in FOREACH else []))
     paths = {
         key: Path(value).as_posix()
         for key, value in args.items()
@@ -179,6 +213,12 @@ def test_dag_order():
         "explain",
         "explainers",
         "plots",
+        "station_spectrograms",
+        "station_train",
+        "station_evaluate",
+        "station_explain",
+        "network_train",
+        "transfer",
     ]
 
 
@@ -191,8 +231,11 @@ def test_every_module_in_stages_is_a_stage():
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_runs_its_module(name):
     stage = STAGES[name]
-    assert stage["cmd"] == f"python -m {PACKAGE}.stages.{name}", (
-        f"{name}: the command runs the stage's module, `python -m {PACKAGE}.stages.{name}`"
+    command = f"python -m {PACKAGE}.stages.{name}"
+    if name in FOREACH:  # the station or the split is its one argument
+        command += f" {FOREACH[name]}"
+    assert stage["cmd"] == command, (
+        f"{name}: the command runs the stage's module, `{command}`"
     )
     module = f"src/{PACKAGE}/stages/{name}.py"
     assert (REPO_ROOT / module).is_file()
@@ -273,7 +316,9 @@ def test_default_paths_are_owned_and_in_the_stage_entry(name):
 def test_every_data_path_of_the_stage_is_owned_and_pointed_at(name):
     defaults = set(_default_paths(name).values())
     for path in sorted(_data_paths(STAGES[name])):
-        assert path in OWNED, (
+        # a station's stages depend on its own files of the raw data set, inside data/raw
+        inside_raw = path.startswith(f"{raw.PATH.as_posix()}/") and name in FOREACH
+        assert path in OWNED or inside_raw, (
             f"{name}: dvc.yaml lists {path}, which no owner in quakeshap.artifacts defines"
         )
         assert any(path == d or path.startswith(f"{d}/") for d in defaults), (

@@ -99,8 +99,17 @@ class DemoConfig:
     #: time-to-failure signal: ln Q drifts linearly by this much across each side of the
     #: mainshock (falling towards it before, recovering after); 0 = none (the default demo)
     q_drift: float = 0.0
+    #: the stations written, each in its own folder (:mod:`quakeshap.demo.stations`);
+    #: NRCA alone = the default demo, byte for byte
+    stations: tuple[str, ...] = ("NRCA",)
 
     def __post_init__(self) -> None:
+        check(len(self.stations) > 0, "data.demo.stations", "name at least one station")
+        check(
+            len(set(self.stations)) == len(self.stations),
+            "data.demo.stations",
+            f"lists a station twice: {list(self.stations)}",
+        )
         check(self.n_pre > 0 and self.n_post > 0, "data.demo.n_pre/n_post", "must be > 0")
         check(self.q_pre > 0 and self.q_post > 0, "data.demo.q_pre/q_post", "must be > 0")
         check(self.q_log_std >= 0, "data.demo.q_log_std", "must be >= 0")
@@ -126,10 +135,46 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class SeisbenchConfig:
+    """Any SeisBench ``WaveformDataset`` folder, converted into the record's layout
+    (``docs/interop.md``; :mod:`quakeshap.interop.seisbench_dataset`)."""
+
+    #: the data set's folder (metadata.csv and the waveforms' HDF5 file), relative to the
+    #: working directory; None = not given (needed with ``data.source: seisbench``)
+    path: str | None = None
+    #: station codes to convert; empty = every station of the data set
+    stations: tuple[str, ...] = ()
+    #: traces not at 100 Hz: false = refuse the data set, true = resample them on loading
+    #: (SeisBench's own resampling) to the study's 100 Hz
+    resample: bool = False
+
+    def __post_init__(self) -> None:
+        check(
+            self.path is None or bool(self.path.strip()),
+            "data.seisbench.path",
+            "give a folder or null, not an empty string",
+        )
+        check(all(self.stations), "data.seisbench.stations", "station codes must not be empty")
+        check(
+            len(set(self.stations)) == len(self.stations),
+            "data.seisbench.stations",
+            f"lists a station twice: {list(self.stations)}",
+        )
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    source: Literal["demo", "zenodo"] = "demo"
+    source: Literal["demo", "zenodo", "seisbench"] = "demo"
     zenodo: ZenodoConfig = field(default_factory=ZenodoConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    seisbench: SeisbenchConfig = field(default_factory=SeisbenchConfig)
+
+    def __post_init__(self) -> None:
+        check(
+            self.source != "seisbench" or self.seisbench.path is not None,
+            "data.seisbench.path",
+            "is null but data.source is seisbench: name the SeisBench data set's folder",
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -308,6 +353,11 @@ class SpectrogramConfig:
     window: Literal["all", "before_p", "p_to_s", "after_s"] = "all"
     #: how the hidden columns are filled: the specifications of ``shap.masker``
     window_fill: str = "inpaint_telea"
+    #: where the images come from: waveforms (computed here, the study's method) | png
+    #: (the study's own PNG files, read from its preprocessed archive as they are stored)
+    source: Literal["waveforms", "png"] = "waveforms"
+    #: source png: the archive (zip) or its unpacked folder, relative to the raw folder
+    png_archive: str | None = None
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -332,14 +382,46 @@ class SpectrogramConfig:
                 f"spectrogram.preprocess.{name}",
                 f"{corner} Hz must be below the Nyquist frequency {nyquist} Hz",
             )
+        self._check_png_source()
+
+    def _check_png_source(self) -> None:
+        """``source: png`` reads stored 8-bit images: nothing that acts on waveforms applies."""
+        if self.png_archive is not None:
+            path = Path(self.png_archive)
+            check(
+                not path.is_absolute() and ".." not in path.parts,
+                "spectrogram.png_archive",
+                f"{self.png_archive!r} must be a path inside the raw folder (data/raw), which "
+                "the stage depends on: e.g. dset_preprocessed.zip, or . when it was unpacked there",
+            )
+        if self.source != "png":
+            return
+        check(
+            self.png_archive is not None,
+            "spectrogram.png_archive",
+            "source png needs the archive: e.g. dset_preprocessed.zip (in the raw folder)",
+        )
+        for name, value, default, shown in (
+            ("quantization", self.quantization, "uint8", "uint8"),
+            ("window", self.window, "all", "all"),
+            ("export_png", self.export_png, False, "false"),
+            ("preprocess", self.preprocess.active, False, "all off"),
+        ):
+            check(
+                value == default,
+                f"spectrogram.{name}",
+                f"source png reads the study's stored 8-bit images: {name} must be {shown} "
+                "(it acts on the waveforms or on the computed images)",
+            )
 
 
 @dataclass(frozen=True)
 class SplitConfig:
     """Train/test split: ``trace`` = the study's random 80/20 (seed 42)."""
 
-    #: auto = trace for the study's pre/post, event (source_id) for ttf and magnitude
-    by: Literal["auto", "trace", "event", "time"] = "auto"
+    #: auto = trace for the study's pre/post, event (source_id) for ttf and magnitude;
+    #: event_hash = by event, each event's side fixed by a hash of (seed, source_id)
+    by: Literal["auto", "trace", "event", "event_hash", "time"] = "auto"
     test_fraction: float = 0.2
     seed: int = 42
     #: the matched-classes control: drop traces (seeded) until pre and post have the same
@@ -462,6 +544,10 @@ class FaithfulnessConfig:
         )
 
 
+#: the address schemes of a Dask scheduler (``shap.scheduler``)
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
 @dataclass(frozen=True)
 class ShapConfig:
     """SHAP explanations (``docs/method.md`` §5)."""
@@ -475,6 +561,11 @@ class ShapConfig:
     background: int = 100
     #: worker processes: "auto" = all cores, or a number (int first: YAML's 2 stays a number)
     workers: int | Literal["auto"] = "auto"
+    #: where the per-trace jobs run: "local" = ``workers`` processes here, or a Dask
+    #: scheduler's address (``tcp://host:8786``); the maps are the same (docs/cluster.md)
+    scheduler: str = "local"
+    #: seconds to reach that scheduler and find a worker there before the stage fails
+    scheduler_timeout_s: float = 30.0
     device: Literal["auto", "cuda", "cpu"] = "auto"
     seed: int = 0
     #: tolerated |sum(SHAP) - (f(x) - E[f(x)])|, in logits, for partition
@@ -491,6 +582,15 @@ class ShapConfig:
             "shap.workers",
             "must be 'auto' or a positive integer",
         )
+        scheme, sep, host = self.scheduler.partition("://")
+        check(
+            self.scheduler == "local"
+            or (sep == "://" and scheme in DASK_SCHEMES and bool(host) and host.strip() == host),
+            "shap.scheduler",
+            f"{self.scheduler!r} is neither 'local' nor a Dask scheduler address such as "
+            "'tcp://host:8786'",
+        )
+        check(self.scheduler_timeout_s > 0, "shap.scheduler_timeout_s", "must be > 0")
         check(self.additivity_tolerance > 0, "shap.additivity_tolerance", "must be > 0")
 
 
@@ -572,6 +672,41 @@ class PlotsConfig:
 
 
 @dataclass(frozen=True)
+class StationsConfig:
+    """Many stations through the same DAG (``docs/stations.md``): a stage set per station,
+    network-wide models and the transfer matrix."""
+
+    #: station codes under data/raw, one stage set each (dvc.yaml foreach); empty = off
+    codes: tuple[str, ...] = ()
+    #: network-wide models, one per split: event (no event in both train and test) and/or
+    #: trace (the per-image split, which lets an event into both through two stations)
+    network_splits: tuple[str, ...] = ()
+    #: traces explained per station and class: the most confidently correct test traces
+    explain_per_class: int = 2
+
+    def __post_init__(self) -> None:
+        check(
+            len(set(self.codes)) == len(self.codes),
+            "stations.codes",
+            f"lists a station twice: {list(self.codes)}",
+        )
+        check(all(self.codes), "stations.codes", "station codes must not be empty")
+        unknown = sorted(set(self.network_splits) - {"event", "trace"})
+        check(not unknown, "stations.network_splits", f"{unknown}: expected event and/or trace")
+        check(
+            len(set(self.network_splits)) == len(self.network_splits),
+            "stations.network_splits",
+            "lists a split twice",
+        )
+        check(
+            not self.network_splits or self.codes,
+            "stations.network_splits",
+            "needs stations.codes: a network model is trained on the listed stations",
+        )
+        check(self.explain_per_class >= 1, "stations.explain_per_class", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of ``params.yaml``."""
 
@@ -584,6 +719,7 @@ class Params:
     shap: ShapConfig = field(default_factory=ShapConfig)
     explainers: ExplainersConfig = field(default_factory=ExplainersConfig)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
+    stations: StationsConfig = field(default_factory=StationsConfig)
 
 
 # --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the split, so that both classes have the same joint histogram of magnitude and S
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -77,6 +78,12 @@ def assign_split(catalog: pd.DataFrame, cfg: SplitConfig) -> np.ndarray:
 
     ``by="event"`` keeps all traces of one ``source_id`` on the same side
     (``GroupShuffleSplit``; ``test_fraction`` is then a fraction of events).
+    ``by="event_hash"`` also keeps each event on one side, but decides each event alone:
+    it is a test event when the first 8 bytes of SHA-256 of ``"<seed>:<source_id>"``, read
+    as a fraction of 2**64, fall below ``test_fraction`` (:func:`event_hash_test`). An
+    event's side does not depend on which other traces are listed, so it is the same at
+    every station and stays when a station is added (the many-station pipeline,
+    ``docs/stations.md``); the test fraction is then met on average, not exactly.
     ``by="time"`` sends the last ``test_fraction`` of the rows by ``trace_start_time`` to
     the test split (unparsable times count as latest).
     """
@@ -101,6 +108,14 @@ def assign_split(catalog: pd.DataFrame, cfg: SplitConfig) -> np.ndarray:
             raise WaveformError("split.by = event needs at least two distinct source_id values")
         splitter = GroupShuffleSplit(n_splits=1, test_size=cfg.test_fraction, random_state=cfg.seed)
         _, test = next(splitter.split(np.arange(n), groups=groups))
+    elif cfg.by == "event_hash":
+        test = np.flatnonzero(event_hash_test(catalog["source_id"], cfg.test_fraction, cfg.seed))
+        if len(test) in (0, n):
+            raise WaveformError(
+                f"split.by = event_hash puts {'no' if len(test) == 0 else 'every'} event of "
+                f"these {n} traces in the test split (test_fraction {cfg.test_fraction}); "
+                "list more events or change split.seed"
+            )
     else:  # time
         times = parse_times(catalog["trace_start_time"])
         order = np.argsort(times.to_numpy(dtype="datetime64[ns]"), kind="stable")
@@ -108,6 +123,22 @@ def assign_split(catalog: pd.DataFrame, cfg: SplitConfig) -> np.ndarray:
         test = order[n - n_test :]
     split[test] = "test"
     return split
+
+
+def event_hash_test(source_ids: pd.Series, test_fraction: float, seed: int) -> np.ndarray:
+    """``(n,)`` bool: the rows whose event is a test event under ``split.by: event_hash``.
+
+    SHA-256 of ``"<seed>:<source_id>"``; its first 8 bytes (big-endian) over 2**64 is the
+    event's uniform draw. Decided per event, so the same for every station and every set
+    of listed traces.
+    """
+    ids = source_ids.astype(str)
+    unique = ids.unique()
+    draws = {
+        sid: int.from_bytes(hashlib.sha256(f"{seed}:{sid}".encode()).digest()[:8], "big") / 2**64
+        for sid in unique
+    }
+    return ids.map(draws).to_numpy(dtype=np.float64) < test_fraction
 
 
 #: why a trace dropped by the matched-classes control is left out (``rejected.csv``)
