@@ -361,3 +361,76 @@ def test_the_nine_station_profile_runs_and_a_new_station_reruns_only_its_stages(
     assert set(fractions["station"]) == set(codes)
     values = shap_set.load(repo.root / station_files.station_paths("T1244").shap).values
     assert values.shape[0] >= 1 and np.isfinite(values).all()
+
+
+# --------------------------------------------------------------------------------------
+# the stations page, in a real browser
+# --------------------------------------------------------------------------------------
+
+
+def _stations_page(rng, tmp_path):
+    """The page of a two-station run, from hand-made tables and maps."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from quakeshap import report
+    from quakeshap.plots.stations import plot_station_mean_maps, plot_transfer_matrix
+    from quakeshap.stages import transfer
+
+    table = pd.DataFrame(
+        {
+            "model": ["A", "A", "B", "B", "network_event", "network_event"],
+            "station": ["A", "B"] * 3,
+            "n": [20, 22, 20, 22, 20, 22],
+            "accuracy": [0.9, 0.6, 0.55, 0.95, 0.88, 0.91],
+        }
+    )
+    summary = stations.transfer_summary(table, ["A", "B"])
+    summary["network_leak"] = {"n_test": 42, "test_images_with_train_event": 0, "share": 0.0,
+                               "events_on_both_sides": 0}  # fmt: skip
+    fractions = pd.DataFrame(
+        {
+            "station": ["A", "B"],
+            "class": ["pre", "pre"],
+            "0_10hz": [0.2, 0.3],
+            "after_s": [0.5, 0.4],
+        }
+    )
+    figs = []
+    fig = Figure(figsize=(5, 3))
+    plot_transfer_matrix(fig, table, "accuracy")
+    figs.append(report.ReportFigure("t.png", "Transfer matrix", "caption", transfer._png(fig, 40)))
+    fig = Figure(figsize=(5, 4))
+    maps = {c: rng.normal(size=(2, 33, 96, 3)) for c in ("A", "B")}
+    vmax = plot_station_mean_maps(
+        fig, maps, ("pre", "post"), np.linspace(0, 50, 33), np.linspace(0.32, 12.67, 96),
+        matplotlib.colormaps["coolwarm"],
+    )  # fmt: skip
+    assert vmax == pytest.approx(max(np.abs(m.sum(axis=-1)).max() for m in maps.values()))
+    png = transfer._png(fig, 40)
+    figs.append(report.ReportFigure("m.png", "Mean SHAP maps per station", "c", png))
+    page = tmp_path / station_files.PAGE_FILE
+    folder = station_files.network_paths("event").transfer / station_files.FIGURES
+    page.write_text(transfer.render("event", summary, table, fractions, figs, folder))
+    return page
+
+
+def test_the_stations_page_holds_the_matrix_the_leak_and_the_fractions(rng, tmp_path):
+    text = _stations_page(rng, tmp_path).read_text()
+    for heading in ("Transfer matrix", "The network model's split", "SHAP per station"):
+        assert heading in text
+    assert "0 of 42 test images (0.0%) share their event" in text
+    assert '<td class="num">0.6</td>' in text  # A's model on B's test set
+    assert "reports/stations/transfer/event/figures/m.png" in text
+
+
+@pytest.mark.browser
+def test_the_stations_page_loads_in_headless_chromium(chromium, rng, tmp_path):
+    from tests.browser import view_page
+
+    view = view_page(chromium, _stations_page(rng, tmp_path), tmp_path / "profile")
+    assert view.title.startswith("quakeshap: stations")
+    assert len(view.images) == 2
+    assert all(i["complete"] and i["width"] > 0 for i in view.images), view.images
+    assert view.fetched == [] and not view.errors
+    assert {"model", "A", "B", "station", "class"} <= set(view.headers)

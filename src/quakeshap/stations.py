@@ -24,20 +24,21 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from quakeshap import evaluation, files
-from quakeshap.artifacts import ArtifactError, checkpoint
+from quakeshap import files
+from quakeshap.artifacts import ArtifactError
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.artifacts.raw import list_stations, read_attributes
 from quakeshap.config import Params, SplitConfig
-from quakeshap.model import model_from_checkpoint
 from quakeshap.record import CLASS_NAMES, attributes_path, hdf5_path
 from quakeshap.splits import assign_split
+
+if TYPE_CHECKING:  # the transfer matrix's imports load torch: on use only, so that a
+    import torch  # station's spectrograms stage starts without it
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,9 @@ def score(
 ) -> dict[str, Any]:
     """A model's score on ``rows`` of ``data``: ``n``, and ``accuracy`` (classes) or
     ``mae`` (the magnitude)."""
+    from quakeshap import evaluation
+    from quakeshap.model import model_from_checkpoint
+
     model = model_from_checkpoint(
         ckpt, input_shape=data.image_shape, task=(data.task_kind, data.class_names)
     )
@@ -259,6 +263,8 @@ def transfer_table(
     hash); a network model on the station's traces in its own test set (for the per-image
     split, images whose event it may have seen through another station).
     """
+    from quakeshap.artifacts import checkpoint
+
     rows = []
     for name, path in models.items():
         ckpt = checkpoint.load(path)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from quakeshap.artifacts import checkpoint, metrics, predictions
+from quakeshap.artifacts import metrics, predictions
 
 #: every station's spectrogram set, one folder per station
 SPECTROGRAMS_DIR = Path("data/stations/spectrograms")
@@ -76,7 +76,7 @@ class StationPaths:
 
     @property
     def model(self) -> Path:
-        return self.models / checkpoint.PATH.name
+        return self.models / _model_file()
 
     @property
     def predictions(self) -> Path:
@@ -113,7 +113,15 @@ class NetworkPaths:
 
     @property
     def model(self) -> Path:
-        return self.models / checkpoint.PATH.name
+        return self.models / _model_file()
+
+
+def _model_file() -> str:
+    """The checkpoint's file name, from its owner (imported on use: it imports torch, which
+    a station's spectrograms stage does not need)."""
+    from quakeshap.artifacts import checkpoint
+
+    return checkpoint.PATH.name
 
 
 def network_paths(split: str) -> NetworkPaths:

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> None:
         params = load_params(args.params)
         device = resolve_device(params.train.device)
-        data = spectrogram_set.load(args.spectrograms)
+        data = spectrogram_set.load(args.spectrograms, mmap=True)
         ckpt = checkpoint.load(args.model)
         model = model_from_checkpoint(
             ckpt, input_shape=data.image_shape, task=(data.task_kind, data.class_names)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> None:
     runs = compare.configurations(cfg, params.shap)  # bad configurations fail before work
     truth = compare.truth_band(params.data, cfg.truth_threshold)
     remove_outputs(args.out, args.metrics)
-    sset = spectrogram_set.load(args.spectrograms)
+    sset = spectrogram_set.load(args.spectrograms, mmap=True)
     if sset.task_kind != "prepost":
         # the ground truth scored here is the demo's pre/post band: other tasks are scored
         # against their own truth by the explain stage's band fractions (docs/method.md §11)

@@ -135,8 +135,15 @@ def figures(
 
 
 def render(
-    split: str, summary: dict[str, Any], table: pd.DataFrame, fractions: pd.DataFrame, figs: list
+    split: str,
+    summary: dict[str, Any],
+    table: pd.DataFrame,
+    fractions: pd.DataFrame,
+    figs: list,
+    figures_dir: Path,
 ) -> str:
+    """The stations page: the transfer matrix, the leak, the SHAP fractions, the figures
+    (``figures_dir``: where they are saved beside the page, as their captions say)."""
     score = summary["score"]
     matrix = table.pivot(index="model", columns="station", values=score)
     models = list(dict.fromkeys(table["model"]))
@@ -180,7 +187,9 @@ def render(
             "SHAP per station",
             report.html_table(list(fractions.columns), fractions.itertuples(index=False)),
         ),
-        report.section("figures", "Figures", "".join(report.figure_html(f) for f in figs)),
+        report.section(
+            "figures", "Figures", "".join(report.figure_html(f, figures_dir) for f in figs)
+        ),
     ]
     toc = [("transfer", "Transfer"), ("leak", "Leak"), ("shap", "SHAP"), ("figures", "Figures")]
     return report.page(f"quakeshap: stations, network model split by {split}", sections, toc)
@@ -210,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             for fig in figs:
                 files.write_bytes(tmp / station_files.FIGURES / fig.filename, fig.png)
             files.write_text(
-                tmp / station_files.PAGE_FILE, render(args.split, summary, table, fractions, figs)
+                tmp / station_files.PAGE_FILE,
+                render(
+                    args.split, summary, table, fractions, figs, args.out / station_files.FIGURES
+                ),
             )
             metrics.write(args.metrics, summary)
         log.info(
