@@ -25,7 +25,16 @@ from quakeshap.files import write_text
 
 log = logging.getLogger("benchmarks.run_all")
 
-BENCHMARKS = ("spectrograms", "training", "shap", "explainers", "faithfulness", "workflow")
+BENCHMARKS = (
+    "spectrograms",
+    "training",
+    "shap",
+    "explainers",
+    "faithfulness",
+    "workflow",
+    "distributed",
+    "stations",
+)
 SUMMARY_FILE = "SUMMARY.md"
 
 

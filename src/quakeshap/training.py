@@ -36,6 +36,7 @@ cross-validation and the run the ``train`` stage writes (checkpoints, metrics, h
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ from quakeshap.artifacts import checkpoint
 from quakeshap.artifacts.metrics import HISTORY_COLUMNS
 from quakeshap.artifacts.spectrograms import DatasetError, SpectrogramSet
 from quakeshap.config import TaskConfig, TrainConfig
+from quakeshap.distributed import World, check_world_fits, rank_seed
 from quakeshap.model import CNN2D, ModelConfig, resolve_device
 from quakeshap.record import CHANNELS
 from quakeshap.torch_runtime import Precision, choose_precision, deterministic_torch, fold_seed
@@ -200,6 +202,40 @@ def _evaluate_batches(
     In batches of the training's size, as the study validated: on a CPU they stay in cache
     (batches of 512 made the validation pass twice as slow, ``benchmarks/bench_training``).
     """
+    loss_sum, score = _evaluate_sums(model, x, y, index, precision, batch_size, objective)
+    n = len(index)
+    return float(loss_sum) / n, float(score) / n
+
+
+def _evaluate_shared(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    index: torch.Tensor,
+    precision: Precision,
+    batch_size: int,
+    objective: Objective,
+    *,
+    world: World,
+) -> tuple[float, float]:
+    """:func:`_evaluate_batches` with the rows shared out among ``world``'s ranks: each
+    scores its part of ``index``, and the sums are added up (the same on every rank)."""
+    part = world.split(index)
+    loss_sum, score = _evaluate_sums(model, x, y, part, precision, batch_size, objective)
+    total_loss, total_score, total = world.all_sum([loss_sum, score, len(part)])
+    return total_loss / total, total_score / total
+
+
+def _evaluate_sums(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    index: torch.Tensor,
+    precision: Precision,
+    batch_size: int,
+    objective: Objective,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and score of ``model`` over rows ``index``, float64 on ``x``'s device."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     score = torch.zeros((), dtype=torch.float64, device=x.device)
@@ -212,8 +248,7 @@ def _evaluate_batches(
             out = objective.outputs(out.float())
             loss_sum += loss_fn(out, y[idx]).double()
             score += objective.batch_score(out, y[idx])
-    n = len(index)
-    return float(loss_sum) / n, float(score) / n
+    return loss_sum, score
 
 
 def _model_config(shape: tuple[int, ...], dropout: float, n_outputs: int = 2) -> ModelConfig:
@@ -233,6 +268,9 @@ class _Learner:
     loss_fn: nn.Module
     precision: Precision
     objective: Objective = CLASSIFICATION
+    world: World | None = None
+    #: the model in DistributedDataParallel (training steps under torchrun), else None
+    replica: nn.Module | None = None
 
     @classmethod
     def fresh(
@@ -242,14 +280,18 @@ class _Learner:
         precision: Precision,
         device: torch.device,
         objective: Objective = CLASSIFICATION,
+        world: World | None = None,
     ) -> _Learner:
-        """A newly initialised CNN2D (draws from torch's global generator) and its Adam."""
+        """A newly initialised CNN2D (draws from torch's global generator) and its Adam;
+        with a ``world``, wrapped in DistributedDataParallel for the training steps."""
         # channels_last: the convolutions' fast layout on CPUs (17% faster epochs measured
         # here) and GPUs; the function is the same, the last bits of the sums may differ
         model = CNN2D(config).to(device, memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
-        return cls(model, optimizer, scaler, objective.loss_fn(), precision, objective)
+        replica = None if world is None else world.wrap(model, device)
+        return cls(model, optimizer, scaler, objective.loss_fn(), precision, objective,
+                   world, replica)  # fmt: skip
 
     def train_epoch(
         self,
@@ -264,11 +306,17 @@ class _Learner:
         """One pass over ``train_index`` in an order drawn from ``generator``; the mean loss.
 
         ``desc`` and ``progress``: the label of the epoch's progress bar, and whether to draw it.
+        With a ``world``, this rank trains on its share of the order (:meth:`World.shard`)
+        and the mean is over every rank's rows.
         """
         self.model.train()
-        order = train_index[torch.randperm(len(train_index), generator=generator)].to(x.device)
+        order = train_index[torch.randperm(len(train_index), generator=generator)]
+        if self.world is not None:
+            order = self.world.shard(order)
+        order = order.to(x.device)
+        net = self.model if self.replica is None else self.replica
         loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-        n_batches = -(-len(train_index) // batch_size)
+        n_batches = -(-len(order) // batch_size)
         batches = range(0, len(order), batch_size)
         bar = tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False,
                    disable=not progress)  # fmt: skip
@@ -278,12 +326,16 @@ class _Learner:
             with torch.autocast(
                 x.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast
             ):
-                loss = self.loss_fn(self.objective.outputs(self.model(batch)), y[idx])
+                loss = self.loss_fn(self.objective.outputs(net(batch)), y[idx])
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             loss_sum += loss.detach().double() * len(idx)
+        if self.world is not None:
+            total_loss, total = self.world.all_sum([loss_sum, len(order)])
+            self.world.sync_buffers(self.model)
+            return total_loss / total
         return float(loss_sum) / len(order)
 
     def weights(self) -> dict[str, torch.Tensor]:
@@ -306,6 +358,7 @@ def train_fold(
     progress: bool = False,
     objective: Objective = CLASSIFICATION,
     n_outputs: int = 2,
+    world: World | None = None,
 ) -> FoldResult:
     """Train one fold from scratch and keep its best epoch.
 
@@ -327,6 +380,9 @@ def train_fold(
         Draw tqdm bars (one per fold, one per epoch).
     objective, n_outputs
         The loss and score (:class:`Objective`), and the model's outputs.
+    world
+        The torchrun job to train data-parallel in (:mod:`quakeshap.distributed`); None =
+        this process alone.
 
     Notes
     -----
@@ -339,7 +395,11 @@ def train_fold(
     torch.manual_seed(seed)  # model initialisation and dropout masks
     batch_generator = torch.Generator(device="cpu").manual_seed(seed)
     config = _model_config(x.shape, cfg.dropout, n_outputs)
-    learner = _Learner.fresh(config, cfg, precision, x.device, objective)
+    learner = _Learner.fresh(config, cfg, precision, x.device, objective, world)
+    evaluate = _evaluate_batches
+    if world is not None:  # the same initial weights everywhere, a dropout stream per rank
+        torch.manual_seed(rank_seed(seed, world.rank))
+        evaluate = functools.partial(_evaluate_shared, world=world)
     train_t = torch.as_tensor(train_index, dtype=torch.int64)
     val_t = torch.as_tensor(val_index, dtype=torch.int64, device=x.device)
     stopper = EarlyStopping(cfg.patience)
@@ -353,7 +413,7 @@ def train_fold(
             started = time.perf_counter()
             train_loss = learner.train_epoch(x, y, train_t, batch_generator, cfg.batch_size,
                                              f"epoch {epoch}", progress)  # fmt: skip
-            val_loss, val_score = _evaluate_batches(
+            val_loss, val_score = evaluate(
                 learner.model, x, y, val_t, learner.precision, cfg.batch_size, objective
             )
             row = (fold, epoch, train_loss, val_loss, objective.report(val_score))
@@ -412,6 +472,7 @@ def cross_validate(
     progress: bool = False,
     objective: Objective = CLASSIFICATION,
     n_outputs: int = 2,
+    world: World | None = None,
 ) -> CrossValidation:
     """K-fold cross-validation of CNN2D on an (already balanced) training set.
 
@@ -432,6 +493,9 @@ def cross_validate(
         Draw progress bars.
     objective, n_outputs
         Classes (the default) or a regression (:class:`Objective`), and the model's outputs.
+    world
+        Train each fold data-parallel across this torchrun job's ranks (None = alone); too
+        many ranks for the folds' train rows is a :class:`TrainingError` before any training.
     """
     if len(images) != len(labels):
         raise TrainingError(f"{len(images)} images but {len(labels)} labels")
@@ -439,6 +503,8 @@ def cross_validate(
     folds_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
     folds = kfold_indices(None if objective.regression else labels, cfg.n_folds, folds_rng,
                           n=len(labels))  # fmt: skip
+    if world is not None:
+        check_world_fits(world, [len(labels) - len(val) for val in folds], cfg.batch_size)
     with deterministic_torch(cfg.seed, device, cfg.num_threads):
         x = normalised_tensor(images, mean, std, device)
         y = objective.targets(labels, device)
@@ -448,7 +514,8 @@ def cross_validate(
             train = np.setdiff1d(everything, val, assume_unique=True)
             results.append(
                 train_fold(x, y, train, val, cfg, fold=k, n_folds=cfg.n_folds,
-                           progress=progress, objective=objective, n_outputs=n_outputs)
+                           progress=progress, objective=objective, n_outputs=n_outputs,
+                           world=world)
             )  # fmt: skip
     best = choose_best_fold(results)
     log.info(
@@ -494,6 +561,7 @@ def train_model(
     task: TaskConfig | None = None,
     device: torch.device | None = None,
     progress: bool = False,
+    world: World | None = None,
 ) -> TrainingRun:
     """Run the study's training recipe (module docstring) on a spectrogram set.
 
@@ -502,7 +570,9 @@ def train_model(
     which differs from the ``split`` column under ``exclude_colocated``. The task (classes
     or magnitude) is the set's (:attr:`SpectrogramSet.task_kind`); ``task`` gives the
     magnitude loss (default: ``TaskConfig()``'s). A regression trains on every train
-    trace: there are no classes to balance.
+    trace: there are no classes to balance. With a ``world`` (a torchrun job, ``device``
+    this rank's) every fold trains data-parallel across its ranks, and ``train.json``
+    records ``world_size``; the outputs are the same files.
     """
     task = TaskConfig() if task is None else task
     device = resolve_device(cfg.device) if device is None else device
@@ -528,11 +598,14 @@ def train_model(
     labels_all = training_labels(labels_all, balanced, cfg.shuffle_labels, shuffle_rng)
     mean, std = channel_statistics(data.images[split.train])
     _log_split(split, train_labels, len(balanced), cfg.exclude_colocated, device, data)
+    if world is not None:
+        log.info("DistributedDataParallel over %d ranks: batches of %d per rank, %d per step",
+                 world.size, cfg.batch_size, world.size * cfg.batch_size)  # fmt: skip
     started = time.perf_counter()
     n_outputs = 1 if objective.regression else len(data.class_names)
     cv = cross_validate(
         data.images[balanced], labels_all[balanced], mean, std, cfg,
-        device=device, progress=progress, objective=objective, n_outputs=n_outputs,
+        device=device, progress=progress, objective=objective, n_outputs=n_outputs, world=world,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     epochs = sum(f.epochs_run for f in cv.folds)
@@ -560,6 +633,8 @@ def train_model(
     metrics = _run_metrics(split, len(balanced), cv, normalization, epochs)
     if cfg.shuffle_labels:
         metrics["shuffle_labels"] = True
+    if world is not None:  # recorded only under torchrun: one process's outputs stay as they were
+        metrics["world_size"] = world.size
     return TrainingRun(
         model=model,
         folds={

@@ -1,18 +1,30 @@
 """A selection's SHAP maps: one job per trace, run in worker processes, additivity checked.
 
 :func:`plan_jobs` turns ``data/selection.csv`` into one :class:`ExplainJob` per trace (seeded
-by :func:`trace_seed`), :func:`run_jobs` explains them in this process or in ``spawn``-ed
-workers, and :func:`explain_selection` does both and checks every map's additivity
-(``docs/method.md`` §5). :func:`draw_background` draws the gradient explainers' background
-images.
+by :func:`trace_seed`), :func:`run_jobs` explains them in this process, in ``spawn``-ed
+workers or on the workers of a Dask scheduler (``shap.scheduler``), and
+:func:`explain_selection` does both and checks every map's additivity (``docs/method.md``
+§5). :func:`draw_background` draws the gradient explainers' background images.
+
+A job's maps depend only on the job (its trace's own seed) and the settings, never on where
+it runs: every worker, local or Dask, explains one trace at a time with one torch and one
+OpenCV thread, so the three paths give the same values bit for bit. Local workers leave with
+the stage: they ignore Ctrl+C (the stage stops them), and exit at once when the stage
+process is gone, even killed with SIGKILL (:func:`_follow_parent`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -56,6 +68,8 @@ def trace_seed(seed: int, trace_name: str) -> int:
 # --------------------------------------------------------------------------------------
 
 _WORKER: TraceExplainer | None = None
+#: seconds between a worker's checks that the stage process is still there
+PARENT_POLL_S = 0.5
 
 
 def _checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
@@ -64,13 +78,46 @@ def _checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+def _follow_parent(parent_pid: int) -> None:
+    """End this worker process as soon as process ``parent_pid`` (the stage) is gone.
+
+    On Linux the kernel does it (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere a daemon
+    thread also checks ``os.getppid()`` every :data:`PARENT_POLL_S` seconds, which covers
+    other systems and a parent that died before the ``prctl`` call.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no prctl: the thread below does it
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="quakeshap-follow-parent", daemon=True).start()
+
+
 def _worker_init(
-    ckpt_bytes: bytes, cfg: ShapConfig, device: str, background: np.ndarray | None
+    ckpt_bytes: bytes,
+    cfg: ShapConfig,
+    device: str,
+    background: np.ndarray | None,
+    parent_pid: int | None = None,
 ) -> None:
-    """Build the process's :class:`TraceExplainer` once (spawned worker initializer)."""
+    """Build the process's :class:`TraceExplainer` once (spawned worker initializer).
+
+    Ctrl+C is the stage's to handle (it terminates the pool); with ``parent_pid`` the
+    worker exits when that process is gone (:func:`_follow_parent`).
+    """
     global _WORKER
     import cv2
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _follow_parent(parent_pid)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     ckpt = torch.load(io.BytesIO(ckpt_bytes), map_location="cpu", weights_only=True)
@@ -91,12 +138,16 @@ def run_jobs(
     device: torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[JobResult]:
-    """Explain ``jobs``, in ``workers`` spawned processes or (``workers=1``) in this one.
+    """Explain ``jobs``, in ``workers`` spawned processes or (``workers=1``) in this one, or
+    (``cfg.scheduler`` an address) on the workers of that Dask scheduler.
 
-    Both paths run the same per-trace computation with one torch/OpenCV thread, so they
+    Every path runs the same per-trace computation with one torch/OpenCV thread, so they
     give identical values. Results come back in the order of ``jobs``; ``progress`` is
-    called with the number of traces done and the total after each one.
+    called with the number of traces done and the total after each one. ``workers`` and
+    ``device`` are this machine's: Dask workers use ``cfg.device`` on their own machines.
     """
+    if cfg.scheduler != "local":
+        return _run_on_dask(jobs, ckpt, cfg, background, progress)
     device = device if device is not None else resolve_device(cfg.device)
     if workers <= 1 or len(jobs) <= 1:
         results = []
@@ -112,7 +163,7 @@ def run_jobs(
     # a few chunks per worker: little IPC, still balanced when trace costs differ
     chunksize = max(1, len(jobs) // (4 * workers))
     context = multiprocessing.get_context("spawn")
-    initargs = (_checkpoint_bytes(ckpt), cfg, str(device), background)
+    initargs = (_checkpoint_bytes(ckpt), cfg, str(device), background, os.getpid())
     results = []
     with context.Pool(workers, initializer=_worker_init, initargs=initargs) as pool:
         for i, result in enumerate(pool.imap(_worker_explain, jobs, chunksize=chunksize)):
@@ -120,6 +171,100 @@ def run_jobs(
             if progress is not None:
                 progress(i + 1, len(jobs))
     return results
+
+
+# --------------------------------------------------------------------------------------
+# many traces, on a Dask cluster
+# --------------------------------------------------------------------------------------
+
+#: the explainer of a Dask worker process: (run token, explainer), built at its first job
+_DASK_EXPLAINER: tuple[str, TraceExplainer] | None = None
+_DASK_LOCK = threading.Lock()
+
+
+def _dask_explain(
+    job: ExplainJob,
+    ckpt_bytes: bytes,
+    cfg: ShapConfig,
+    background: np.ndarray | None,
+    token: str,
+) -> JobResult:
+    """One job on a Dask worker: as a local worker does it (one trace at a time, one torch
+    and one OpenCV thread, the model on ``cfg.device`` of the worker's machine). The
+    explainer is built once per worker process and run (``token``)."""
+    global _DASK_EXPLAINER
+    with _DASK_LOCK, single_threaded():
+        if _DASK_EXPLAINER is None or _DASK_EXPLAINER[0] != token:
+            _DASK_EXPLAINER = None  # free the last run's model first
+            ckpt = torch.load(io.BytesIO(ckpt_bytes), map_location="cpu", weights_only=True)
+            device = resolve_device(cfg.device)
+            _DASK_EXPLAINER = (token, TraceExplainer(ckpt, cfg, device, background))
+        return _DASK_EXPLAINER[1].explain(job)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _run_on_dask(
+    jobs: Sequence[ExplainJob],
+    ckpt: dict[str, Any],
+    cfg: ShapConfig,
+    background: np.ndarray | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[JobResult]:
+    """:func:`run_jobs` on the workers of the Dask scheduler at ``cfg.scheduler``.
+
+    The model and the background go to every worker once; each trace is one task.
+    Unreachable, without workers within ``cfg.scheduler_timeout_s``, or a worker lost
+    mid-trace (beyond the scheduler's ``allowed-failures`` retries: Dask's
+    ``KilledWorker``) is an :class:`ExplainError` in one line naming the address.
+    """
+    from distributed import Client, KilledWorker, as_completed
+
+    address, timeout = cfg.scheduler, cfg.scheduler_timeout_s
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ExplainError(
+            f"cannot reach the Dask scheduler at {address} within shap.scheduler_timeout_s = "
+            f"{timeout:g} s ({_one_line(exc)}); start it, correct shap.scheduler, or set "
+            "shap.scheduler: local"
+        ) from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise ExplainError(
+                f"the Dask scheduler at {address} has no worker after {timeout:g} s; start "
+                f"some (`dask worker {address}`) or set shap.scheduler: local"
+            ) from None
+        token = uuid.uuid4().hex
+        shared = client.scatter(_checkpoint_bytes(ckpt), broadcast=True, hash=False)
+        bg = None if background is None else client.scatter(background, broadcast=True,
+                                                              hash=False)  # fmt: skip
+        futures = []
+        for i, job in enumerate(jobs):
+            key = f"quakeshap-explain-{token[:8]}-{i}"
+            futures.append(client.submit(_dask_explain, job, shared, cfg, bg, token, key=key))
+        position = {future.key: i for i, future in enumerate(futures)}
+        results: list[JobResult | None] = [None] * len(jobs)
+        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
+            i = position[future.key]
+            try:
+                results[i] = future.result()
+            except KilledWorker as exc:
+                raise ExplainError(
+                    f"a Dask worker of {address} died while explaining trace "
+                    f"{jobs[i].trace_name} ({_one_line(exc)}); nothing is written: check the "
+                    "workers' memory and logs, then run the stage again"
+                ) from None
+            if progress is not None:
+                progress(done, len(jobs))
+        return [r for r in results if r is not None]
+    finally:
+        client.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -327,7 +472,8 @@ def explain_selection(
         ``cfg.additivity_tolerance``.
     """
     check_config(cfg, (sset.image_shape[1], sset.image_shape[2], sset.image_shape[0]))
-    device = resolve_device(cfg.device)
+    # this machine's device; Dask workers resolve shap.device on their own machines
+    device = resolve_device(cfg.device) if cfg.scheduler == "local" else None
     # CheckpointError on another image shape or another task
     model_from_checkpoint(ckpt, input_shape=sset.image_shape,
                           task=(sset.task_kind, sset.class_names))  # fmt: skip
@@ -338,15 +484,17 @@ def explain_selection(
         background = draw_background(sset, cfg.background, cfg.seed, ckpt.get("train_traces"))
     n_workers = resolve_workers(cfg.workers) if workers is None else workers
     n_workers = max(1, min(n_workers, len(plan.jobs)))
+    where = f"{n_workers} worker(s) on {device}"
+    if cfg.scheduler != "local":
+        where = f"the workers of the Dask scheduler at {cfg.scheduler}"
     log.info(
-        "explaining %d trace(s) → %d map(s) with %s (max_evals %d, batch %d), %d worker(s) on %s",
+        "explaining %d trace(s) → %d map(s) with %s (max_evals %d, batch %d), %s",
         len(plan.jobs),
         len(plan.index),
         cfg.explainer,
         cfg.max_evals,
         cfg.batch_size,
-        n_workers,
-        device,
+        where,
     )
     start = time.perf_counter()
     results = run_jobs(plan.jobs, ckpt, cfg, background, n_workers, device, progress)

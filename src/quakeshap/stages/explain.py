@@ -5,14 +5,22 @@ Reads ``data/spectrograms/``, ``models/model.pt`` and ``data/selection.csv``; wr
 ``reports/metrics/explain.json``. The metrics hold no timings, so that the same inputs give
 the same bytes; the wall time is logged, and ``--timing FILE`` writes it to a file outside
 the DAG (for benchmarks).
+
+Ctrl+C or SIGTERM stops the stage and its workers within seconds, with exit code 130 or 143
+and no output; its local workers also exit when the stage is killed (SIGKILL). With
+``shap.scheduler`` a Dask address the traces run on that cluster (``docs/cluster.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -92,9 +100,48 @@ def explain(args: argparse.Namespace) -> None:
         )
 
 
+class Interrupted(KeyboardInterrupt):
+    """The stage received ``signum`` (SIGINT or SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into :class:`Interrupted` in the block, so that the worker
+    pool is terminated and temporary outputs removed on the way out, as for Ctrl+C; the
+    previous handlers come back after. Outside the main thread nothing changes (Python
+    delivers signals to the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    # a signal this process was started ignoring (a background job's SIGINT) stays ignored
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_stage("explain", lambda: explain(args), errors=(DeviceError, ExplainError))
+    try:
+        with signals_interrupt():
+            return run_stage("explain", lambda: explain(args), errors=(DeviceError, ExplainError))
+    except KeyboardInterrupt as exc:  # the workers are stopped by now (pool or Dask client)
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        remove_outputs(args.out, args.metrics)  # nothing half-written, nothing stale
+        log.error("interrupted by %s: every worker stopped, nothing written to %s",
+                  signal.Signals(signum).name, args.out)  # fmt: skip
+        return 128 + int(signum)
 
 
 if __name__ == "__main__":

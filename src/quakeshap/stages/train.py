@@ -3,6 +3,10 @@
 Reads ``data/spectrograms/`` and ``params.yaml:train``; writes ``models/model.pt`` (the
 chosen fold, with the traces it was trained and tested on), ``models/folds/fold_<k>.pt``,
 ``reports/metrics/train.json`` and ``reports/train/history.csv``.
+
+Under ``torchrun --nproc-per-node N -m quakeshap.stages.train`` every fold trains
+data-parallel across the N processes (:mod:`quakeshap.distributed`, ``docs/cluster.md``);
+rank 0 alone logs and writes the same files.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import sys
 
+from quakeshap import distributed
 from quakeshap.artifacts import checkpoint, metrics
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.config import load_params
@@ -40,9 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
     def work() -> None:
+        world = distributed.world_from_env()  # None: one process, as ever
+        if world is not None and not world.is_main:  # rank 0 speaks for all; errors still show
+            logging.getLogger("quakeshap").setLevel(logging.WARNING)
         params = load_params(args.params)
         data = spectrogram_set.load(args.spectrograms)
-        run = train_model(data, params.train, task=params.task, progress=progress)
+        with distributed.process_group(world, params.train.device) as device:
+            run = train_model(data, params.train, task=params.task, device=device,
+                              progress=progress and (world is None or world.is_main),
+                              world=world)  # fmt: skip
+        if world is not None and not world.is_main:
+            return
         model = args.models / checkpoint.PATH.name
         checkpoint.save_folds(run.folds, args.models / checkpoint.FOLDS_DIR.name)
         checkpoint.save(run.model, model)
