@@ -300,8 +300,14 @@ def test_pending_experiments_are_read_from_the_queue_status():
 # end to end: every control as a real DVC experiment on the tiny demo
 # --------------------------------------------------------------------------------------
 
-#: on top of the tiny demo: fewer SHAP maps (the controls' metrics, not their figures)
-E2E_PARAMS = {**TINY_PARAMS, "select.week_min": 44, "select.week_max": 44}
+#: on top of the tiny demo: fewer SHAP maps (the controls' metrics, not their figures), and
+#: no faithfulness checks (the comparison's faithfulness table: tests/test_control_report.py)
+E2E_PARAMS = {
+    **TINY_PARAMS,
+    "select.week_min": 44,
+    "select.week_max": 44,
+    "shap.faithfulness.enabled": False,
+}
 
 
 @pytest.mark.slow

@@ -312,7 +312,7 @@ TINY_STATIONS = {
 def test_the_nine_station_profile_runs_and_a_new_station_reruns_only_its_stages(tmp_path_factory):
     from quakeshap.config import load_yaml
     from quakeshap.profiles import compose
-    from tests.dvc_helpers import snapshot_repo
+    from tests.dvc_helpers import reproduced_stages, snapshot_repo
 
     state = tmp_path_factory.mktemp("dvc-state")
     repo = snapshot_repo(REPO_ROOT, tmp_path_factory.mktemp("stations") / "repo", state)
@@ -332,7 +332,7 @@ def test_the_nine_station_profile_runs_and_a_new_station_reruns_only_its_stages(
     for code in eight:
         assert f"station_train@{code}" in dag and f"station_explain@{code}" in dag
     assert "network_train@event" in dag and "transfer@trace" in dag
-    first = repo.repro("transfer")
+    first = reproduced_stages(repo.dvc("repro", "transfer", timeout=1800).stdout)
     assert {f"station_spectrograms@{c}" for c in eight} <= set(first)
     network = {"network_train@event", "network_train@trace", "transfer@event", "transfer@trace"}
     assert network <= set(first)
@@ -341,7 +341,7 @@ def test_the_nine_station_profile_runs_and_a_new_station_reruns_only_its_stages(
 
     # the ninth station: its stages and the network ones run, the other stations' are cached
     repo.set_params({"data.demo.stations": codes, "stations.codes": codes})
-    second = repo.repro("transfer")
+    second = reproduced_stages(repo.dvc("repro", "transfer", timeout=1800).stdout)
     station_stages = {s for s in second if s.startswith("station_")}
     kinds = ("station_spectrograms", "station_train", "station_evaluate", "station_explain")
     assert station_stages == {f"{kind}@T1244" for kind in kinds}
@@ -421,7 +421,8 @@ def test_the_stations_page_holds_the_matrix_the_leak_and_the_fractions(rng, tmp_
         assert heading in text
     assert "0 of 42 test images (0.0%) share their event" in text
     assert '<td class="num">0.6</td>' in text  # A's model on B's test set
-    assert "reports/stations/transfer/event/figures/m.png" in text
+    figures = station_files.network_paths("event").transfer / station_files.FIGURES
+    assert f"{figures.as_posix()}/m.png" in text
 
 
 @pytest.mark.browser

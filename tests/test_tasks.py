@@ -390,7 +390,7 @@ def test_both_tasks_run_end_to_end_as_dvc_experiments(tmp_path_factory):
 
     state = tmp_path_factory.mktemp("dvc-state")
     repo = snapshot_repo(REPO_ROOT, tmp_path_factory.mktemp("tasks") / "repo", state)
-    repo.set_params(TINY_PARAMS)
+    repo.set_params({**TINY_PARAMS, "shap.faithfulness.enabled": False})
     repo.commit("tiny demo configuration")
     runs = {
         "magnitude": ["-S", "task.kind=magnitude"],

@@ -76,7 +76,7 @@ class StationPaths:
 
     @property
     def model(self) -> Path:
-        return self.models / _model_file()
+        return self.models / _checkpoint_name()
 
     @property
     def predictions(self) -> Path:
@@ -113,10 +113,10 @@ class NetworkPaths:
 
     @property
     def model(self) -> Path:
-        return self.models / _model_file()
+        return self.models / _checkpoint_name()
 
 
-def _model_file() -> str:
+def _checkpoint_name() -> str:
     """The checkpoint's file name, from its owner (imported on use: it imports torch, which
     a station's spectrograms stage does not need)."""
     from quakeshap.artifacts import checkpoint
