@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # stage commands in dvc.yaml call `python`: make them find the project's environment
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all repro test lint study controls bench release clean-venv
+.PHONY: all repro test lint study controls bench bench-study release clean-venv
 
 all: repro
 
@@ -47,6 +47,12 @@ controls: $(STAMP)
 ## benchmarks against the study's implementation; results in benchmarks/results/
 bench: $(STAMP)
 	python -m benchmarks.run_all
+
+## the study's workload offline (profiles/study_workload.yaml: demo data of the study's size),
+## `dvc repro` in a scratch copy timed per stage; not in `make bench` (far longer); flags
+## in BENCH_STUDY_FLAGS, e.g. make bench-study BENCH_STUDY_FLAGS="--device cuda"
+bench-study: $(STAMP)
+	python -m benchmarks.bench_study $(BENCH_STUDY_FLAGS)
 
 ## push the current outputs (model, SHAP maps, ...) to the default DVC remote; refuses
 ## outputs that differ from dvc.lock (tagging: README, "Working with DVC" → Releases)

@@ -5,7 +5,8 @@ and writes ``<results-dir>/<name>.json``; this script then writes ``SUMMARY.md``
 them, the tables of the README's "Performance" section. ``--smoke`` runs the tiny
 versions (seconds each: that they still run is what the tests check); their numbers mean
 nothing. Exit status 1 when a benchmark failed to produce its result (a missed target is
-not a failure: the result says so).
+not a failure: the result says so). ``bench_study`` (the study's workload, ``make
+bench-study``) is left out on purpose: it runs the whole pipeline at the study's size.
 """
 
 from __future__ import annotations

@@ -118,15 +118,20 @@ def _write_inputs(
     )
 
 
-def _run_stage(root: Path) -> int:
-    return explain_stage.main([
+def stage_args(root: Path) -> list[str]:
+    """The explain stage's arguments for the project under ``root``."""
+    return [
         "--params", str(root / PARAMS_FILE),
         "--spectrograms", str(root / spectrogram_set.PATH),
         "--model", str(root / checkpoint.PATH),
         "--selection", str(root / selection.PATH),
         "--out", str(root / shap_set.PATH),
         "--metrics", str(root / metrics.PATHS["explain"]),
-    ])  # fmt: skip
+    ]  # fmt: skip
+
+
+def _run_stage(root: Path) -> int:
+    return explain_stage.main(stage_args(root))
 
 
 # --------------------------------------------------------------------------------------

@@ -15,10 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from quakeshap.artifacts import checkpoint, metrics, selection, shap_set
-from quakeshap.artifacts import spectrograms as spectrogram_set
-from tests.fixtures import PARAMS_FILE, make_checkpoint
-from tests.test_explain import _selection, _write_inputs
+from quakeshap.artifacts import metrics, shap_set
+from tests.fixtures import make_checkpoint
+from tests.test_explain import _selection, _write_inputs, stage_args
 from tests.test_explain import sset as sset  # the tiny set, a fixture
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -30,15 +29,7 @@ GONE_WITHIN_S = 5.0
 def _start_stage(root: Path) -> subprocess.Popen:
     """The explain stage with 2 workers on traces that take minutes (5000 evaluations and
     the faithfulness checks each), in a session of its own (its own process group)."""
-    command = [
-        sys.executable, "-m", "quakeshap.stages.explain",
-        "--params", str(root / PARAMS_FILE),
-        "--spectrograms", str(root / spectrogram_set.PATH),
-        "--model", str(root / checkpoint.PATH),
-        "--selection", str(root / selection.PATH),
-        "--out", str(root / shap_set.PATH),
-        "--metrics", str(root / metrics.PATHS["explain"]),
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "quakeshap.stages.explain", *stage_args(root)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
