@@ -446,21 +446,6 @@ def test_workflow_benchmark_smoke(tmp_path):
     assert result["quakeshap"]["n"] == 2
 
 
-@pytest.mark.slow
-def test_stations_benchmark_smoke(tmp_path):
-    result = _run_smoke("stations", tmp_path)
-    details = result["details"]
-    stations = details["stations"]
-    sizes = [row["n_traces"] for row in details["scaling"]]
-    assert sizes == [60 * len(stations), 80 * len(stations)]
-    assert all(row["peak_rss_mib"] > 0 and row["main_s"] > 0 for row in details["scaling"])
-    assert len(details["join"]["whole"]) == len(details["join"]["mmap"]) >= 1
-    training = details["network_training"]
-    assert training["seconds_per_epoch"] > 0 and len(training["n_train_per_fold"]) == 2
-    checks = {check["name"] for check in result["checks"]}
-    assert checks == {"time_per_trace_growth", "peak_rss_growth", "join_peak_rss_ratio"}
-
-
 def test_run_all_rewrites_the_summary_from_results(tmp_path):
     common.write_result(_result(name="training"), tmp_path)
     common.write_result(_result(name="shap", met=None), tmp_path)
@@ -471,85 +456,3 @@ def test_run_all_rewrites_the_summary_from_results(tmp_path):
     assert len(rows) == 2  # the benchmark and its check
     assert "| shap | 2 s | 0.45 s | 4.44× | report |" in summary
     assert "unknown" not in summary
-
-
-def test_study_workload_profile_is_the_study_on_demo_data_of_its_size():
-    from benchmarks.bench_study import workload_config
-    from quakeshap.config import parse_params
-
-    config = workload_config(common.REPO_ROOT, smoke=False, device=None)
-    p = parse_params(config)
-    study = load_params(common.REPO_ROOT / "profiles" / "study.yaml")
-    # docs/method.md §1: the study's catalogue sizes, generated offline
-    assert (p.data.source, p.data.demo.n_pre, p.data.demo.n_post) == ("demo", 3636, 2194)
-    assert (p.train.n_folds, p.select.per_class, p.select.per_week) == (7, 300, 10)
-    assert (p.select.week_min, p.select.week_max, p.select.max_misclassified) == (34, 51, None)
-    assert p.shap.max_evals == 5000 and p.shap.faithfulness.enabled
-    # everything but the data is the study profile's
-    for section in ("task", "spectrogram", "split", "train", "select", "shap", "explainers"):
-        assert getattr(p, section) == getattr(study, section), section
-
-
-@pytest.mark.slow
-def test_study_workload_benchmark_smoke(tmp_path):
-    # _run_smoke's steps: the module (bench_study) and its result (study_workload) differ in name
-    from benchmarks import bench_study
-    from tests.dvc_helpers import STAGES
-
-    args = bench_study.build_parser().parse_args(
-        ["--smoke", "--results-dir", str(tmp_path), "--workdir", str(tmp_path / "work")]
-    )
-    path = common.write_result(bench_study.run(args), tmp_path)
-    assert path.name == "study_workload.json"
-    result = json.loads(path.read_text())
-    assert common.validate_result(result) == []
-    assert result["name"] == "study_workload" and result["mode"] == "smoke"
-    assert result["checks"] and result["machine"]["cores"] >= 1
-    details = result["details"]
-    stages = details["stage_seconds"]
-    assert set(stages) == set(STAGES)  # every stage of the pipeline ran, each timed
-    assert all(seconds > 0 for seconds in stages.values())
-    assert sum(stages.values()) < result["quakeshap"]["median"]
-    assert details["n_traces_explained"] == details["explain_log"]["n_traces"] > 0
-    assert details["explain_seconds_per_trace"] == pytest.approx(
-        stages["explain"] / details["n_traces_explained"]
-    )
-    assert "shap.faithfulness.enabled=false" in details["params_overrides"]
-    # the targets are set for a GPU box: judged only there, a report elsewhere
-    judged = result["machine"]["gpu"] is not None
-    assert details["checks_apply"] is judged
-    assert {c["name"] for c in result["checks"]} == {"workload_s", "explain_seconds_per_trace"}
-    if judged:
-        assert result["met"] == all(c["met"] for c in result["checks"])
-    else:
-        assert result["met"] is None and all(c["met"] is None for c in result["checks"])
-
-
-def test_study_workload_targets_are_judged_on_a_gpu_box_only():
-    from benchmarks.bench_study import checks_apply
-
-    gpu = {"name": "NVIDIA H200", "count": 1, "memory_gib": 139.8}
-    assert checks_apply({"gpu": gpu}, None)[0] and checks_apply({"gpu": gpu}, "cuda")[0]
-    assert not checks_apply({"gpu": gpu}, "cpu")[0]
-    assert not checks_apply({"gpu": None}, None)[0]
-
-
-def test_study_workload_reads_the_explain_stage_s_own_log_lines():
-    from benchmarks.bench_study import explain_log, stage_output
-
-    pool = "INFO quakeshap.explain.pool: explaining"
-    evals = "(max_evals 100, batch 50)"
-    lines = (
-        (1.0, "Running stage 'explainers':"),
-        (1.5, f"{pool} 2 trace(s) → 2 map(s) with deep {evals}, 1 worker(s) on cpu"),
-        (3.0, "Running stage 'explain':"),
-        (3.5, f"{pool} 3 trace(s) → 5 map(s) with partition {evals}, 4 worker(s) on cuda"),
-        (9.0, "INFO quakeshap.stages.explain: 5 map(s) of 3 trace(s) in 6.0 s (2.00 s per trace)"),
-        (9.5, "Running stage 'plots':"),
-    )  # fmt: skip
-    logged = explain_log(stage_output(common.ProcessRun(10.0, 0, "", lines), "explain"))
-    assert logged == {
-        "workers": 4, "device": "cuda", "n_traces": 3, "seconds": 6.0, "seconds_per_trace": 2.0
-    }  # fmt: skip
-    with pytest.raises(common.BenchmarkError, match="log lines were not found"):
-        explain_log(stage_output(common.ProcessRun(10.0, 0, "", lines), "explainers"))
