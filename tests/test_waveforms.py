@@ -258,13 +258,34 @@ def test_reader_keeps_hdf5s_metadata_cache_small(raw: RawSet) -> None:
     catalog = read_catalog(raw.root, ["NRCA"])
     files = catalog["hdf5_file"].to_numpy()
     with WaveformReader(raw.root, files) as reader:
+        assert reader._files == {}  # checked on entry, opened on first use
         chunk = reader.read_chunk(3, catalog["trace_name"][:5], files[:5], 1300)
-        handles = list(reader._handles.values())
-        assert len(handles) == 2  # pre and post, each opened once
+        handles = list(reader._files.values())
+        assert len(handles) == len(set(files[:5]))  # each file of those rows opened once
         for handle in handles:
             assert handle.id.get_mdc_config().max_size == METADATA_CACHE_BYTES
     assert chunk.rows.tolist() == [3, 4, 5, 6, 7]  # positions start at the given row
     assert not any(handle.id.valid for handle in handles)  # closed on exit
+
+
+def test_reader_closes_each_file_after_its_last_row(raw: RawSet) -> None:
+    """One file open at a time while the rows run through them in order: the memory HDF5
+    keeps per open file does not add up over stations."""
+    catalog = read_catalog(raw.root, ["NRCA"])
+    names, files = catalog["trace_name"].to_numpy(), catalog["hdf5_file"].to_numpy()
+    first = files[0]
+    last_of_first = int(np.flatnonzero(files == first).max())
+    with WaveformReader(raw.root, files) as reader:
+        reader.read_chunk(0, names[:last_of_first], files[:last_of_first], 1300)
+        handle = reader._files[first]
+        assert handle.id.valid  # one row of the file still to read
+        reader.read_chunk(last_of_first, names[last_of_first:last_of_first + 1],
+                          files[last_of_first:last_of_first + 1], 1300)  # fmt: skip
+        assert not handle.id.valid and first not in reader._files
+        rest = reader.read_chunk(last_of_first + 1, names[last_of_first + 1 :],
+                                 files[last_of_first + 1 :], 1300)  # fmt: skip
+        assert reader._files == {}  # every row read: every file closed
+    assert len(rest.rows) + len(rest.rejected) == len(files) - last_of_first - 1
 
 
 def test_read_chunk_into_a_reused_buffer(raw: RawSet) -> None:
