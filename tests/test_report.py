@@ -296,3 +296,15 @@ def test_the_studys_columns_are_left_out_for_another_task(inputs):
     assert "(study)" in with_study
     without = report.render_report(**inputs, study_columns=False)
     assert "(study)" not in without and "quakeshap.published" not in without
+
+
+def test_a_run_with_stations_links_their_pages_and_a_run_without_has_no_such_section(inputs):
+    from quakeshap.stages.plots import stations_pages
+
+    assert 'id="stations"' not in report.render_report(**inputs)
+    pages = stations_pages(["event", "trace"])
+    page = report.render_report(**inputs, stations_pages=pages)
+    stations = page[page.index('id="stations"') :]
+    for split, href in pages:
+        assert f'<a href="{href}">network model split by {split}</a>' in stations
+    assert '<a href="#stations">Stations</a>' in page  # in the table of contents

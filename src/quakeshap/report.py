@@ -284,6 +284,7 @@ def render_report(
     title: str = "quakeshap: what the CNN learned from foreshocks and aftershocks",
     study_columns: bool = True,
     study_maps: Mapping[str, Any] | None = None,
+    stations_pages: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The whole page as a string (deterministic: same inputs, same bytes).
 
@@ -312,6 +313,10 @@ def render_report(
         The study's released SHAP maps beside this run's
         (:func:`quakeshap.interop.study_shap.compare`), shown at the end of the SHAP
         section; None (the default) = no such part, the page as before.
+    stations_pages
+        ``(network split, link relative to this page)`` of each stations page
+        (``docs/stations.md``) when the run lists stations: a last section links them;
+        empty (the default) = no such section, the page as before.
     """
     shap_note = (
         '<p class="note">Fractions of |SHAP| mass per frequency band and per time window '
@@ -357,7 +362,22 @@ def render_report(
         ),
         section("figures", "Figures", "".join(figure_html(fig) for fig in figures)),
     ]
-    return page(title, sections)
+    if not stations_pages:
+        return page(title, sections)
+    links = "".join(
+        f'<li><a href="{html.escape(href)}">network model split by {html.escape(split)}</a></li>'
+        for split, href in stations_pages
+    )
+    sections.append(
+        section(
+            "stations",
+            "Stations",
+            "<p>Every station's model, the network-wide model and the transfer matrix of "
+            "every model on every station's test set, with the stations' SHAP maps, are on "
+            f"pages of their own, one per network split:</p><ul>{links}</ul>",
+        )
+    )
+    return page(title, sections, (*SECTIONS, ("stations", "Stations")))
 
 
 def section(anchor: str, heading: str, body: str) -> str:

@@ -17,12 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
 from quakeshap import files, plots, report
+from quakeshap.artifacts import stations as station_files
 from quakeshap.config import load_params, load_yaml
 from quakeshap.report import FIGURES_DIR, REPORT_FILE
 from quakeshap.stages import run_stage, stage_parser
@@ -55,6 +58,16 @@ def read_study_maps(path: Path) -> dict:
         raise plots.PlotInputError(f"{path}: not a readable comparison ({exc})") from None
 
 
+def stations_pages(splits: Sequence[str]) -> list[tuple[str, str]]:
+    """``(split, link from the report)`` of each stations page the run's parameters make
+    (``stations.network_splits``; the ``transfer`` stages write them)."""
+    pages = []
+    for split in splits:
+        path = station_files.network_paths(split).transfer / station_files.PAGE_FILE
+        pages.append((split, Path(os.path.relpath(path, REPORT_FILE.parent)).as_posix()))
+    return pages
+
+
 def run(params_path: Path, root: Path, study_maps: Path | None = None) -> None:
     params = load_params(params_path)
     comparison = None if study_maps is None else read_study_maps(study_maps)
@@ -84,6 +97,7 @@ def run(params_path: Path, root: Path, study_maps: Path | None = None) -> None:
             title=TITLES[inputs.spectrograms.task_kind],
             study_columns=inputs.spectrograms.task_kind == "prepost",
             study_maps=comparison,
+            stations_pages=stations_pages(params.stations.network_splits),
         )
     files.write_text(root / REPORT_FILE, page)
     log.info(
