@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from quakeshap import artifacts, report
-from quakeshap.artifacts import raw
 from quakeshap import stages as stages_package
+from quakeshap.artifacts import raw
 from tests.conftest import REPO_ROOT
 
 PACKAGE = "quakeshap"
@@ -234,9 +234,7 @@ def test_stage_runs_its_module(name):
     command = f"python -m {PACKAGE}.stages.{name}"
     if name in FOREACH:  # the station or the split is its one argument
         command += f" {FOREACH[name]}"
-    assert stage["cmd"] == command, (
-        f"{name}: the command runs the stage's module, `{command}`"
-    )
+    assert stage["cmd"] == command, f"{name}: the command runs the stage's module, `{command}`"
     module = f"src/{PACKAGE}/stages/{name}.py"
     assert (REPO_ROOT / module).is_file()
     assert _entries(stage, "deps")[0] == module, f"{name}: its first dep is its module {module}"
