@@ -50,3 +50,12 @@ def plots_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]
 def chromium() -> tuple[str, str]:
     """Headless Chromium and its driver (tests/browser.py); skips, or fails in CI, without."""
     return find_chromium()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow (end-to-end) tests first, the others after, each file's tests in
+    their own order: ``make test``'s two pytest-xdist workers take whole files in this
+    order (``--dist loadfile``), so the long files start early and the short ones fill in at
+    the end instead of one worker finishing a long file alone."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
