@@ -27,10 +27,12 @@ station stage writes.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 from quakeshap.artifacts import metrics, predictions
+from quakeshap.config import PARAMS_FILE
 
 #: every station's spectrogram set, one folder per station
 SPECTROGRAMS_DIR = Path("data/stations/spectrograms")
@@ -58,8 +60,18 @@ FIGURES = "figures"
 NETWORK_SPLITS: tuple[str, str] = ("event", "trace")
 
 
+class _WithModel:
+    """Paths with a ``models`` folder: the model's checkpoint in it."""
+
+    models: Path
+
+    @property
+    def model(self) -> Path:
+        return self.models / _checkpoint_name()
+
+
 @dataclass(frozen=True)
-class StationPaths:
+class StationPaths(_WithModel):
     """Everything the stage set of one station reads and writes."""
 
     code: str
@@ -73,10 +85,6 @@ class StationPaths:
     selection: Path
     shap: Path
     explain_metrics: Path
-
-    @property
-    def model(self) -> Path:
-        return self.models / _checkpoint_name()
 
     @property
     def predictions(self) -> Path:
@@ -101,7 +109,7 @@ def station_paths(code: str) -> StationPaths:
 
 
 @dataclass(frozen=True)
-class NetworkPaths:
+class NetworkPaths(_WithModel):
     """What the network model of one split and its transfer report write."""
 
     split: str
@@ -110,10 +118,6 @@ class NetworkPaths:
     history: Path
     transfer: Path
     transfer_metrics: Path
-
-    @property
-    def model(self) -> Path:
-        return self.models / _checkpoint_name()
 
 
 def _checkpoint_name() -> str:
@@ -134,6 +138,20 @@ def network_paths(split: str) -> NetworkPaths:
         transfer=TRANSFER_DIR / split,
         transfer_metrics=TRANSFER_DIR / f"{split}.json",
     )
+
+
+def station_stage_args(doc: str, argv: list[str] | None, **paths: str) -> argparse.Namespace:
+    """The command line of a station stage that runs a main-chain stage on one station's
+    files: ``<STA> [--params FILE]``, then each ``paths`` argument set to that attribute of
+    :func:`station_paths` (``spectrograms="spectrograms", metrics="train_metrics"``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("station", help="station code")
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE)
+    args = parser.parse_args(argv)
+    station = station_paths(args.station)
+    for name, attribute in paths.items():
+        setattr(args, name, getattr(station, attribute))
+    return args
 
 
 def read_metrics(path: Path, stage: str) -> dict:

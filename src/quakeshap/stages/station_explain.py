@@ -13,25 +13,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from quakeshap.artifacts import predictions, selection
 from quakeshap.artifacts import stations as station_files
-from quakeshap.config import PARAMS_FILE, load_params
+from quakeshap.config import load_params
 from quakeshap.selection import most_confident_per_class
 from quakeshap.stages import explain, run_stage
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("station", help="station code")
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE)
-    args = parser.parse_args(argv)
-    paths = station_files.station_paths(args.station)
-    args.spectrograms, args.model = paths.spectrograms, paths.model
-    args.predictions, args.selection = paths.predictions, paths.selection
-    args.out, args.metrics = paths.shap, paths.explain_metrics
-    return args
+    return station_files.station_stage_args(
+        __doc__,
+        argv,
+        spectrograms="spectrograms",
+        model="model",
+        predictions="predictions",
+        selection="selection",
+        out="shap",
+        metrics="explain_metrics",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from quakeshap.artifacts import stations as station_files
-from quakeshap.config import PARAMS_FILE
 from quakeshap.stages import train
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("station", help="station code")
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE)
-    args = parser.parse_args(argv)
-    paths = station_files.station_paths(args.station)
-    args.spectrograms, args.models = paths.spectrograms, paths.models
-    args.metrics, args.history = paths.train_metrics, paths.history
-    return args
+    return station_files.station_stage_args(
+        __doc__,
+        argv,
+        spectrograms="spectrograms",
+        models="models",
+        metrics="train_metrics",
+        history="history",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
