@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from typing import Any
 import yaml
 
 from benchmarks import _common as common
-from benchmarks.bench_workflow import copy_worktree, stage_seconds, workflow_env
+from benchmarks.bench_workflow import dvc_executable, fresh_copy, stage_seconds, workflow_env
 from quakeshap.artifacts import metrics
 from quakeshap.config import ConfigError, load_yaml, parse_params
 from quakeshap.profiles import ProfileError, compose, profile_overrides
@@ -171,15 +170,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     root = common.REPO_ROOT
     config = workload_config(root, args.smoke, args.device)
     overrides = profile_overrides(config, load_yaml(root / "params.yaml"))
-    dvc = str(Path(sys.executable).parent / "dvc")
-    if not Path(dvc).exists():
-        dvc = shutil.which("dvc") or "dvc"
+    dvc = dvc_executable()
     with common.scratch_dir(args.workdir, NAME) as work:
-        repo = work / "repo"
-        if repo.exists():
-            shutil.rmtree(repo)
-        repo.mkdir(parents=True)
-        n_files = copy_worktree(root, repo)
+        repo, n_files = fresh_copy(root, work)
         (repo / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         env = workflow_env(repo, work / "state")
         for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "x"]):

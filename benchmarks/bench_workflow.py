@@ -114,18 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     return common.make_parser(__doc__.splitlines()[0])
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    plan = SMOKE if args.smoke else FULL
-    repeats = args.repeats or plan.noop_repeats
+def dvc_executable() -> str:
+    """The ``dvc`` of this interpreter's environment (else the one on PATH)."""
     dvc = str(Path(sys.executable).parent / "dvc")
     if not Path(dvc).exists():
         dvc = shutil.which("dvc") or "dvc"
+    return dvc
+
+
+def fresh_copy(root: Path, work: Path) -> tuple[Path, int]:
+    """``root``'s working tree copied into an empty ``work/repo``: the folder and the
+    number of files copied."""
+    repo = work / "repo"
+    if repo.exists():
+        shutil.rmtree(repo)
+    repo.mkdir(parents=True)
+    return repo, copy_worktree(root, repo)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = SMOKE if args.smoke else FULL
+    repeats = args.repeats or plan.noop_repeats
+    dvc = dvc_executable()
     with common.scratch_dir(args.workdir, NAME) as work:
-        repo = work / "repo"
-        if repo.exists():
-            shutil.rmtree(repo)
-        repo.mkdir(parents=True)
-        n_files = copy_worktree(common.REPO_ROOT, repo)
+        repo, n_files = fresh_copy(common.REPO_ROOT, work)
         if plan.overrides:
             common.write_params(repo / "params.yaml", repo / "params.yaml", plan.overrides)
         env = workflow_env(repo, work / "state")
