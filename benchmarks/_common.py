@@ -217,8 +217,15 @@ def run_process(
     cwd: str | Path | None = None,
     env: dict[str, str] | None = None,
     timeout_s: float = 3600.0,
+    log_path: Path | None = None,
+    heartbeat_s: float = 30.0,
 ) -> ProcessRun:
     """Run ``cmd`` to completion and measure its wall time and when each line was printed.
+
+    With ``log_path``, every line also goes to that file as it arrives, after its seconds
+    since the start and a tab, with a :data:`HEARTBEAT` line every ``heartbeat_s`` seconds
+    and an :data:`EXIT` line at the end: a run stopped from outside (the machine shut down)
+    leaves a record of how far it got, to the heartbeat (:func:`read_process_log`).
 
     Peak memory is not measured here: on Linux a child's ``ru_maxrss`` includes the RSS
     its parent had at fork time. A process that matters reports its own high-water mark
@@ -226,6 +233,18 @@ def run_process(
     """
     start = time.perf_counter()
     stamped: list[tuple[float, str]] = []
+    log_file = None if log_path is None else open(log_path, "w", encoding="utf-8")
+    lock = threading.Lock()
+
+    def record(line: str, keep: bool = True) -> None:
+        t = time.perf_counter() - start
+        with lock:
+            if keep:
+                stamped.append((t, line))
+            if log_file is not None:
+                log_file.write(f"{t:.3f}\t{line}\n")
+                log_file.flush()
+
     proc = subprocess.Popen(
         list(map(str, cmd)),
         cwd=cwd,
@@ -238,20 +257,61 @@ def run_process(
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            stamped.append((time.perf_counter() - start, line.rstrip("\n")))
+            record(line.rstrip("\n"))
+
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(heartbeat_s):
+            record(HEARTBEAT, keep=False)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    if log_file is not None:
+        threading.Thread(target=beat, daemon=True).start()
     try:
-        returncode = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise BenchmarkError(f"{' '.join(map(str, cmd))} ran past {timeout_s:.0f} s") from None
-    wall_s = time.perf_counter() - start
-    reader.join()
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BenchmarkError(f"{' '.join(map(str, cmd))} ran past {timeout_s:.0f} s") from None
+        wall_s = time.perf_counter() - start
+        reader.join()
+        record(f"{EXIT} {returncode}", keep=False)
+    finally:
+        done.set()
+        if log_file is not None:
+            with lock:
+                log_file.close()
+                log_file = None
     output = "".join(line + "\n" for _, line in stamped)
     return ProcessRun(wall_s, returncode, output, tuple(stamped))
+
+
+#: :func:`run_process`'s log: the line written every ``heartbeat_s``, and the last line's start
+HEARTBEAT = "# heartbeat"
+EXIT = "# exit"
+
+
+def read_process_log(path: Path) -> tuple[ProcessRun, bool]:
+    """A :func:`run_process` log read back: the run (``wall_s`` its exit, or for a run that
+    never got there its last line or heartbeat; ``returncode`` -1 then), and whether it
+    exited."""
+    stamped: list[tuple[float, str]] = []
+    last, returncode = 0.0, None
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        seconds, sep, line = raw.partition("\t")
+        if not sep:
+            continue
+        last = float(seconds)
+        if line.startswith(EXIT):
+            returncode = int(line.split()[-1])
+        elif line != HEARTBEAT:
+            stamped.append((last, line))
+    output = "".join(line + "\n" for _, line in stamped)
+    exited = returncode is not None
+    return ProcessRun(last, returncode if exited else -1, output, tuple(stamped)), exited
 
 
 def check_process(run: ProcessRun, what: str) -> ProcessRun:

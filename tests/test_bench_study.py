@@ -92,3 +92,48 @@ def test_study_workload_reads_the_explain_stage_s_own_log_lines():
     }  # fmt: skip
     with pytest.raises(common.BenchmarkError, match="log lines were not found"):
         explain_log(stage_output(common.ProcessRun(10.0, 0, "", lines), "explainers"))
+
+
+def test_a_process_log_records_lines_heartbeats_and_the_exit(tmp_path):
+    import sys
+
+    log_path = tmp_path / "run.log"
+    script = "import time; print('Running stage \\'a\\':', flush=True); time.sleep(0.5); print('x')"
+    run = common.run_process([sys.executable, "-c", script], log_path=log_path, heartbeat_s=0.1)
+    text = log_path.read_text()
+    assert common.HEARTBEAT in text and text.splitlines()[-1].split("\t")[1] == f"{common.EXIT} 0"
+    back, exited = common.read_process_log(log_path)
+    assert exited and back.returncode == 0
+    assert [line for _, line in back.line_times] == ["Running stage 'a':", "x"]
+    for (t_back, _), (t_run, _) in zip(back.line_times, run.line_times, strict=True):
+        assert t_back == pytest.approx(t_run, abs=1e-3)  # written to the millisecond
+    # a run stopped from outside: no exit line; it counts to its last heartbeat
+    cut = [line for line in text.splitlines() if not line.split("\t")[1].startswith("# exit")]
+    cut.append(f"{float(cut[-1].split(chr(9))[0]) + 30:.3f}\t{common.HEARTBEAT}")
+    log_path.write_text("\n".join(cut) + "\n")
+    stopped, exited = common.read_process_log(log_path)
+    assert not exited and stopped.returncode == -1
+    assert stopped.wall_s == pytest.approx(float(cut[-1].split("\t")[0]))
+
+
+def test_the_attempts_of_a_resumed_run_add_up_stage_by_stage():
+    from benchmarks.bench_study import add_up
+
+    first = common.ProcessRun(100.0, -1, "", (
+        (1.0, "Running stage 'train':"), (40.0, "Running stage 'explain':")))  # fmt: skip
+    second = common.ProcessRun(70.0, 0, "", (
+        (2.0, "Running stage 'explain':"), (50.0, "Running stage 'plots':")))  # fmt: skip
+    stages, total = add_up([(first, False), (second, True)])
+    assert stages == {"train": 39.0, "explain": 60.0 + 48.0, "plots": 20.0}
+    assert total == 170.0
+
+
+def test_resume_refuses_a_folder_from_another_tree_or_other_settings(tmp_path):
+    from benchmarks.bench_study import prepare
+
+    with pytest.raises(common.BenchmarkError, match="holds no stopped run"):
+        prepare(common.REPO_ROOT, tmp_path, {"a": 1}, resume=True)
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "source.json").write_text(json.dumps({"fingerprint": "0" * 64, "files_copied": 3}))
+    with pytest.raises(common.BenchmarkError, match="another working tree or other settings"):
+        prepare(common.REPO_ROOT, tmp_path, {"a": 1}, resume=True)

@@ -566,6 +566,9 @@ class ShapConfig:
     scheduler: str = "local"
     #: seconds to reach that scheduler and find a worker there before the stage fails
     scheduler_timeout_s: float = 30.0
+    #: a folder that keeps each finished trace's maps until the whole selection is
+    #: explained, so that a stopped run resumes where it was (null: keep nothing)
+    resume_dir: str | None = None
     device: Literal["auto", "cuda", "cpu"] = "auto"
     seed: int = 0
     #: tolerated |sum(SHAP) - (f(x) - E[f(x)])|, in logits, for partition
@@ -591,6 +594,11 @@ class ShapConfig:
             "'tcp://host:8786'",
         )
         check(self.scheduler_timeout_s > 0, "shap.scheduler_timeout_s", "must be > 0")
+        check(
+            self.resume_dir is None or bool(str(self.resume_dir).strip()),
+            "shap.resume_dir",
+            "must be a folder or null",
+        )
         check(self.additivity_tolerance > 0, "shap.additivity_tolerance", "must be > 0")
 
 

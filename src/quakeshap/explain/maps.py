@@ -62,6 +62,8 @@ class ShapMaps:
     faithfulness: Faithfulness | None = None
     #: the groups of the mean maps (the classes; a regression's magnitude bins)
     groups: tuple[str, ...] = CLASS_NAMES
+    #: traces whose maps were read back from ``shap.resume_dir``, not computed in ``seconds``
+    n_resumed: int = 0
 
 
 def align_on_s(

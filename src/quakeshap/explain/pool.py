@@ -51,6 +51,7 @@ from quakeshap.explain.explainers import (
 )
 from quakeshap.explain.faithfulness import concatenate
 from quakeshap.explain.maps import ShapMaps
+from quakeshap.explain.resume import ResultStore, run_key
 from quakeshap.model import model_from_checkpoint, resolve_device
 from quakeshap.record import CLASS_NAMES
 
@@ -124,9 +125,10 @@ def _worker_init(
     _WORKER = TraceExplainer(ckpt, cfg, torch.device(device), background)
 
 
-def _worker_explain(job: ExplainJob) -> JobResult:
+def _worker_explain_at(item: tuple[int, ExplainJob]) -> tuple[int, JobResult]:
     assert _WORKER is not None, "worker used before its initializer ran"
-    return _WORKER.explain(job)
+    i, job = item
+    return i, _WORKER.explain(job)
 
 
 def run_jobs(
@@ -137,40 +139,46 @@ def run_jobs(
     workers: int = 1,
     device: torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_result: Callable[[int, JobResult], None] | None = None,
 ) -> list[JobResult]:
     """Explain ``jobs``, in ``workers`` spawned processes or (``workers=1``) in this one, or
     (``cfg.scheduler`` an address) on the workers of that Dask scheduler.
 
     Every path runs the same per-trace computation with one torch/OpenCV thread, so they
-    give identical values. Results come back in the order of ``jobs``; ``progress`` is
-    called with the number of traces done and the total after each one. ``workers`` and
+    give identical values. Results come back in the order of ``jobs``; as each trace
+    finishes, ``on_result`` gets its position and result (:mod:`~quakeshap.explain.resume`
+    keeps it) and ``progress`` the number of traces done and the total. ``workers`` and
     ``device`` are this machine's: Dask workers use ``cfg.device`` on their own machines.
     """
     if cfg.scheduler != "local":
-        return _run_on_dask(jobs, ckpt, cfg, background, progress)
+        return _run_on_dask(jobs, ckpt, cfg, background, progress, on_result)
     device = device if device is not None else resolve_device(cfg.device)
+    results: list[JobResult | None] = [None] * len(jobs)
+
+    def finished(done: int, i: int, result: JobResult) -> None:
+        results[i] = result
+        if on_result is not None:
+            on_result(i, result)
+        if progress is not None:
+            progress(done, len(jobs))
+
     if workers <= 1 or len(jobs) <= 1:
-        results = []
         with single_threaded():
             explainer = TraceExplainer(ckpt, cfg, device, background)
             for i, job in enumerate(jobs):
-                results.append(explainer.explain(job))
-                if progress is not None:
-                    progress(i + 1, len(jobs))
-        return results
+                finished(i + 1, i, explainer.explain(job))
+        return [r for r in results if r is not None]
 
     workers = min(workers, len(jobs))
-    # a few chunks per worker: little IPC, still balanced when trace costs differ
-    chunksize = max(1, len(jobs) // (4 * workers))
     context = multiprocessing.get_context("spawn")
     initargs = (_checkpoint_bytes(ckpt), cfg, str(device), background, os.getpid())
-    results = []
+    # one trace per task (seconds of work against milliseconds of IPC): a trace's result
+    # arrives, and can be kept, as soon as it is done
     with context.Pool(workers, initializer=_worker_init, initargs=initargs) as pool:
-        for i, result in enumerate(pool.imap(_worker_explain, jobs, chunksize=chunksize)):
-            results.append(result)
-            if progress is not None:
-                progress(i + 1, len(jobs))
-    return results
+        arrivals = pool.imap_unordered(_worker_explain_at, enumerate(jobs), chunksize=1)
+        for done, (i, result) in enumerate(arrivals, start=1):
+            finished(done, i, result)
+    return [r for r in results if r is not None]
 
 
 # --------------------------------------------------------------------------------------
@@ -213,6 +221,7 @@ def _run_on_dask(
     cfg: ShapConfig,
     background: np.ndarray | None,
     progress: Callable[[int, int], None] | None,
+    on_result: Callable[[int, JobResult], None] | None = None,
 ) -> list[JobResult]:
     """:func:`run_jobs` on the workers of the Dask scheduler at ``cfg.scheduler``.
 
@@ -253,13 +262,16 @@ def _run_on_dask(
         for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
             i = position[future.key]
             try:
-                results[i] = future.result()
+                result = future.result()
             except KilledWorker as exc:
                 raise ExplainError(
                     f"a Dask worker of {address} died while explaining trace "
                     f"{jobs[i].trace_name} ({_one_line(exc)}); nothing is written: check the "
                     "workers' memory and logs, then run the stage again"
                 ) from None
+            results[i] = result
+            if on_result is not None:
+                on_result(i, result)
             if progress is not None:
                 progress(done, len(jobs))
         return [r for r in results if r is not None]
@@ -482,20 +494,43 @@ def explain_selection(
     background = None
     if cfg.explainer in BACKGROUND_EXPLAINERS:
         background = draw_background(sset, cfg.background, cfg.seed, ckpt.get("train_traces"))
+    store, kept = None, {}
+    if cfg.resume_dir is not None:
+        store = ResultStore(cfg.resume_dir, run_key(ckpt, cfg, background, device))
+        kept = store.load_all(plan.jobs)
+        if kept:
+            log.info("resuming: %d of %d trace(s) already explained, read from %s",
+                     len(kept), len(plan.jobs), store.folder)  # fmt: skip
+    todo = [i for i in range(len(plan.jobs)) if i not in kept]
     n_workers = resolve_workers(cfg.workers) if workers is None else workers
-    n_workers = max(1, min(n_workers, len(plan.jobs)))
+    n_workers = max(1, min(n_workers, len(todo)))
     where = f"{n_workers} worker(s) on {device}"
     if cfg.scheduler != "local":
         where = f"the workers of the Dask scheduler at {cfg.scheduler}"
     log.info(
         "explaining %d trace(s) → %d map(s) with %s (max_evals %d, batch %d), %s",
-        len(plan.jobs),
+        len(todo),
         len(plan.index),
         cfg.explainer,
         cfg.max_evals,
         cfg.batch_size,
         where,
     )
+
+    def keep(k: int, result: JobResult) -> None:
+        if store is not None:
+            store.save(plan.jobs[todo[k]], result)
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(len(kept) + done, len(kept) + total)
+
     start = time.perf_counter()
-    results = run_jobs(plan.jobs, ckpt, cfg, background, n_workers, device, progress)
-    return _collect(plan, results, cfg, time.perf_counter() - start)
+    jobs = [plan.jobs[i] for i in todo]
+    fresh = run_jobs(jobs, ckpt, cfg, background, n_workers, device, report, keep) if jobs else []
+    seconds = time.perf_counter() - start
+    results = dict(kept) | dict(zip(todo, fresh, strict=True))
+    maps = _collect(plan, [results[i] for i in range(len(plan.jobs))], cfg, seconds)
+    if store is not None:
+        store.remove()  # every trace has its maps: nothing left to resume
+    return replace(maps, n_resumed=len(kept))

@@ -8,6 +8,8 @@ the DAG (for benchmarks).
 
 Ctrl+C or SIGTERM stops the stage and its workers within seconds, with exit code 130 or 143
 and no output; its local workers also exit when the stage is killed (SIGKILL). With
+``shap.resume_dir`` set, the traces finished before the stop are kept there, and the next
+run explains only the others (:mod:`quakeshap.explain.resume`). With
 ``shap.scheduler`` a Dask address the traces run on that cluster (``docs/cluster.md``).
 """
 
@@ -34,6 +36,7 @@ from quakeshap.explain import (
     check_config,
     explain_selection,
     image_timing,
+    resume,
     summarize,
 )
 from quakeshap.files import remove_outputs, write_json
@@ -62,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def explain(args: argparse.Namespace) -> None:
-    cfg = load_params(args.params).shap
+    cfg = resume.anchored(load_params(args.params).shap, args.params)
     check_config(cfg)  # a bad masker or max_evals fails before anything is read
     remove_outputs(args.out, args.metrics)
     sset = spectrogram_set.load(args.spectrograms)
@@ -80,13 +83,15 @@ def explain(args: argparse.Namespace) -> None:
     summary = summarize(maps, sset.frequency_hz, sset.time_s, cfg, duration_s, p_arrival_s)
     shap_set.write(args.out, aggregate(maps, duration_s, p_arrival_s))
     metrics.write(args.metrics, summary)
-    n_traces = summary["n_traces"]
+    n_explained = summary["n_traces"] - maps.n_resumed
+    per_trace = maps.seconds / max(n_explained, 1)
     log.info(
-        "%d map(s) of %d trace(s) in %.1f s (%.2f s per trace); additivity error max %.2e",
+        "%d map(s) of %d trace(s) in %.1f s (%.2f s per trace)%s; additivity error max %.2e",
         summary["n_maps"],
-        n_traces,
+        n_explained,
         maps.seconds,
-        maps.seconds / n_traces,
+        per_trace,
+        f", {maps.n_resumed} more read back from {cfg.resume_dir}" if maps.n_resumed else "",
         summary["additivity_error_max"],
     )
     if args.timing is not None:
@@ -94,8 +99,9 @@ def explain(args: argparse.Namespace) -> None:
             args.timing,
             {
                 "seconds": maps.seconds,
-                "n_traces": n_traces,
-                "seconds_per_trace": maps.seconds / n_traces,
+                "n_traces": n_explained,
+                "n_resumed": maps.n_resumed,
+                "seconds_per_trace": per_trace,
             },
         )
 

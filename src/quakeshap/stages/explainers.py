@@ -21,7 +21,7 @@ from quakeshap.artifacts import checkpoint, explainer_comparison, metrics, predi
 from quakeshap.artifacts import spectrograms as spectrogram_set
 from quakeshap.artifacts.explainer_comparison import COMPARISON_COLUMNS
 from quakeshap.config import load_params
-from quakeshap.explain import ExplainError, compare
+from quakeshap.explain import ExplainError, compare, resume
 from quakeshap.files import remove_outputs
 from quakeshap.model import DeviceError
 from quakeshap.selection import SelectionError, most_confident_per_class
@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     cfg = params.explainers
-    runs = compare.configurations(cfg, params.shap)  # bad configurations fail before work
+    # bad configurations fail before work
+    runs = compare.configurations(cfg, resume.anchored(params.shap, args.params))
     truth = compare.truth_band(params.data, cfg.truth_threshold)
     remove_outputs(args.out, args.metrics)
     sset = spectrogram_set.load(args.spectrograms, mmap=True)
