@@ -29,8 +29,8 @@ result's ``met`` are null (a report), and ``details.checks_apply`` says why.
 machine shut down, Ctrl+C): the stages it finished are kept, ``explain`` reads back the
 traces it had done (``shap.resume_dir``), and each stage's seconds are added up over the
 attempts, a stopped attempt counting to its last log line or heartbeat. Each attempt's log
-is kept in ``<workdir>/attempts/``. It refuses a folder started from another working tree
-or other settings.
+is kept in ``<workdir>/attempts/``. It refuses a folder started from other library sources
+(``src/quakeshap``), another ``dvc.yaml`` or other settings.
 
 ``--smoke`` runs a tiny version of the same configuration (100 traces, 2 folds of 1 epoch,
 100 SHAP evaluations, no faithfulness checks) in about a minute: its numbers mean nothing.
@@ -45,7 +45,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,15 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def source_fingerprint(root: Path, config: dict[str, Any]) -> str:
-    """SHA-256 of the configuration and the working tree's state (commit, changes, untracked
-    files): a run may only be resumed from the same."""
+    """SHA-256 of the configuration and of what the pipeline runs (the library's sources and
+    ``dvc.yaml``): a run may only be resumed while they are the same, so that its result
+    describes the code in the tree (documentation and benchmarks may change meanwhile)."""
     digest = hashlib.sha256(yaml.safe_dump(config, sort_keys=True).encode())
-    for command in (
-        ["git", "rev-parse", "HEAD"],
-        ["git", "diff", "HEAD", "--binary"],
-        ["git", "ls-files", "--others", "--exclude-standard"],
-    ):
-        digest.update(subprocess.run(command, cwd=root, capture_output=True, check=True).stdout)
+    for path in [*sorted((root / "src" / "quakeshap").rglob("*.py")), root / "dvc.yaml"]:
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -215,8 +212,8 @@ def prepare(root: Path, work: Path, config: dict[str, Any], resume: bool) -> tup
         kept = json.loads(marker.read_text())
         if kept["fingerprint"] != fingerprint:
             raise common.BenchmarkError(
-                f"--resume: the run in {work} was started from another working tree or other "
-                "settings; run without --resume to start over"
+                f"--resume: the run in {work} was started from other library sources, another "
+                "dvc.yaml or other settings; run without --resume to start over"
             )
         return repo, int(kept["files_copied"])
     shutil.rmtree(work / ATTEMPTS, ignore_errors=True)

@@ -75,6 +75,8 @@ def stage_seconds(run: common.ProcessRun) -> dict[str, float]:
     starts = [
         (t, line.split("'")[1]) for t, line in run.line_times if line.startswith("Running stage '")
     ]
+    if not starts:  # every stage was up to date
+        return {}
     ends = [t for t, _ in starts[1:]] + [run.wall_s]
     return {name: round(end - t, 3) for (t, name), end in zip(starts, ends, strict=True)}
 

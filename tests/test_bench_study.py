@@ -135,5 +135,5 @@ def test_resume_refuses_a_folder_from_another_tree_or_other_settings(tmp_path):
         prepare(common.REPO_ROOT, tmp_path, {"a": 1}, resume=True)
     (tmp_path / "repo").mkdir()
     (tmp_path / "source.json").write_text(json.dumps({"fingerprint": "0" * 64, "files_copied": 3}))
-    with pytest.raises(common.BenchmarkError, match="another working tree or other settings"):
+    with pytest.raises(common.BenchmarkError, match="other library sources"):
         prepare(common.REPO_ROOT, tmp_path, {"a": 1}, resume=True)
