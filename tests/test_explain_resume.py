@@ -12,9 +12,11 @@ import pytest
 
 from quakeshap import explain as ex
 from quakeshap.artifacts import metrics, shap_set
+from quakeshap.config import load_yaml
 from quakeshap.explain import resume
 from quakeshap.explain.explainers import TraceExplainer
 from quakeshap.stages import explain as explain_stage
+from tests.conftest import REPO_ROOT
 from tests.fixtures import make_checkpoint
 from tests.test_explain import SMALL, _selection, _write_inputs, stage_args
 from tests.test_explain import sset as sset  # the tiny set, a fixture
@@ -52,8 +54,11 @@ def _stored(root) -> list:
 
 
 def _project(root, sset, **shap):
+    """The stage's inputs under ``root``, resuming into ``STORE``; the faithfulness checks
+    off (their numbers' round trip through the store is checked on its own, below)."""
+    checks = {**load_yaml(REPO_ROOT / "params.yaml")["shap"]["faithfulness"], "enabled": False}
     _write_inputs(root, sset, make_checkpoint(), _selection(sset),
-                  shap={"resume_dir": STORE, **shap})  # fmt: skip
+                  shap={"resume_dir": STORE, "faithfulness": checks, **shap})  # fmt: skip
     return root
 
 

@@ -50,8 +50,16 @@ NON_VALUE_SETTINGS = (
     "resume_dir",
     "additivity_tolerance",
 )
-#: the numerical libraries whose versions enter the run key
-LIBRARIES = ("numpy", "torch", "shap", "cv2", "scipy", "captum")
+#: the numerical libraries (distribution names) whose versions enter the run key
+LIBRARIES = (
+    "numpy",
+    "torch",
+    "shap",
+    "opencv-python-headless",
+    "opencv-python",
+    "scipy",
+    "captum",
+)
 #: the :class:`Faithfulness` arrays, stored under ``faithfulness.<name>``
 _FAITHFULNESS_ARRAYS = (
     "deletion_auc",
@@ -65,13 +73,14 @@ _SUFFIX = ".npz"
 
 
 def _library_versions() -> dict[str, str]:
-    import importlib
+    """The installed versions of :data:`LIBRARIES`, from their metadata (nothing imported)."""
+    from importlib import metadata
 
     versions = {}
     for name in LIBRARIES:
         try:
-            versions[name] = str(getattr(importlib.import_module(name), "__version__", "?"))
-        except ImportError:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             versions[name] = "absent"
     return versions
 
