@@ -68,6 +68,18 @@ def _gone_within(processes: list[psutil.Process], seconds: float) -> list[psutil
     return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_not_ignored():
+    """Start the stages as a terminal starts a foreground job: with Ctrl+C at Python's
+    default. A test run started in the background (``make test &``, ``nohup``) ignores
+    SIGINT, and a child inherits that: the stage then rightly leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def project(tmp_path, sset):
     _write_inputs(tmp_path, sset, make_checkpoint(), _selection(sset),
